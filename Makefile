@@ -1,0 +1,55 @@
+# dra-kwok-driver: every entry point a developer or CI needs. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+export GOTOOLCHAIN := local
+
+.PHONY: help
+help: ## List the targets.
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+.PHONY: venv
+venv: $(VENV)/.installed ## Create the Python virtual environment with the project and its dev tools.
+
+.PHONY: binaries
+binaries: ## Build (or reuse from cache) etcd, kube-*, kubectl, kwok, kwokctl and helm from Go modules.
+	@hack/build-binaries.sh
+
+.PHONY: cluster
+cluster: binaries ## Start the local DRA-capable KWOK cluster (.cluster/kubeconfig, .cluster/bin).
+	@hack/cluster.sh up
+
+.PHONY: cluster-down
+cluster-down: ## Remove the local cluster.
+	@hack/cluster.sh down
+
+.PHONY: lint
+lint: venv ## ruff and mypy (strict).
+	$(VENV)/bin/ruff check controller tests
+	$(VENV)/bin/ruff format --check controller tests
+	$(VENV)/bin/mypy
+
+.PHONY: test-unit
+test-unit: venv ## Unit tests of the pure core (no cluster).
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+.PHONY: test
+test: venv binaries lint ## Everything CI runs: lint, unit tests, and the tests against a real local cluster.
+	$(PY) -m pytest -m 'not slow' $(PYTEST_ARGS)
+
+.PHONY: test-slow
+test-slow: venv binaries ## The long fault and fuzzing tests.
+	$(PY) -m pytest -m slow $(PYTEST_ARGS)
+
+.PHONY: fmt
+fmt: venv ## Format and auto-fix.
+	$(VENV)/bin/ruff format controller tests
+	$(VENV)/bin/ruff check --fix controller tests
