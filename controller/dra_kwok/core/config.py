@@ -1,0 +1,133 @@
+"""The ConfigMap fallback: parse and validate `config.yaml` into ordered mapping rules."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping as MappingABC
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from .issues import Issue, Severity, errors
+from .models import DriverConfig, LabelSelector
+from .validation import PoolSpec, Source, driver_issues, pool_issues, pydantic_issues, unknown_key_warnings
+
+DEFAULT_CONFIGMAP_NAME = "dra-kwok-configmap"
+DEFAULT_CONFIGMAP_KEY = "config.yaml"
+
+
+@dataclass(frozen=True, slots=True)
+class MappingRule:
+    """One validated mapping: nodes matching `selector` get `pool`."""
+
+    name: str
+    selector: LabelSelector
+    pool: PoolSpec
+
+
+@dataclass(frozen=True, slots=True)
+class FallbackConfig:
+    """Validated mappings in file order; the first whose selector matches a node applies."""
+
+    mappings: tuple[MappingRule, ...] = ()
+
+    @property
+    def drivers(self) -> frozenset[str]:
+        return frozenset(m.pool.driver for m in self.mappings)
+
+
+EMPTY_CONFIG = FallbackConfig()
+
+
+def parse_yaml(text: str, what: str) -> tuple[Any, list[Issue]]:
+    """Load YAML, turning a syntax error into an Issue that names the line and column."""
+    try:
+        return yaml.safe_load(text), []
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        return None, [Issue((), f"{what} is not valid YAML{where}: {problem}", fix="fix the YAML syntax")]
+
+
+def load_config_text(text: str) -> tuple[FallbackConfig | None, list[Issue]]:
+    """Parse `config.yaml` text. Returns None for the config when there is any error."""
+    data, issues = parse_yaml(text, "config.yaml")
+    if issues:
+        return None, issues
+    return load_config_data(data)
+
+
+def load_config_data(data: Any) -> tuple[FallbackConfig | None, list[Issue]]:
+    """Validate already-loaded `config.yaml` data (an empty document means no mappings)."""
+    if data is None:
+        return EMPTY_CONFIG, [Issue((), "the configuration is empty: no fallback mappings", severity=Severity.WARNING)]
+    if not isinstance(data, MappingABC):
+        return None, [Issue((), "config.yaml must be a mapping with 'driver' and 'mappings'", type(data).__name__)]
+    # Driver names are checked on the raw data so they are reported even when the structure is wrong.
+    driver_findings = _raw_driver_issues(data)
+    try:
+        cfg = DriverConfig.model_validate(data)
+    except ValidationError as exc:
+        return None, pydantic_issues(exc) + driver_findings
+    issues = list(unknown_key_warnings(cfg)) + driver_findings
+    rules: list[MappingRule] = []
+    seen_names: set[str] = set()
+    for i, m in enumerate(cfg.mappings):
+        path = ("mappings", i)
+        if m.name in seen_names:
+            issues.append(Issue(path + ("name",), "duplicate mapping name", m.name, severity=Severity.WARNING))
+        seen_names.add(m.name)
+        if not m.node_selector.match_labels and not m.node_selector.match_expressions:
+            issues.append(
+                Issue(
+                    path + ("nodeSelector",),
+                    "empty selector: this mapping matches every KWOK node, and mappings after it never apply",
+                    severity=Severity.WARNING,
+                )
+            )
+        driver = m.resource_slice.driver or cfg.driver
+        spath = path + ("resourceSlice",)
+        if driver is None:
+            issues.append(Issue(spath + ("driver",), "no driver: set the top-level 'driver' or resourceSlice.driver"))
+            continue
+        issues += pool_issues(
+            driver,
+            ((spath + ("devices", j), d) for j, d in enumerate(m.resource_slice.devices)),
+            ((spath + ("sharedCounters", j), c) for j, c in enumerate(m.resource_slice.shared_counters)),
+        )
+        pool = PoolSpec(
+            driver,
+            tuple(m.resource_slice.devices),
+            tuple(m.resource_slice.shared_counters),
+            Source("mapping", m.name),
+        )
+        rules.append(MappingRule(m.name, m.node_selector, pool))
+    if errors(issues):
+        return None, issues
+    return FallbackConfig(tuple(rules)), issues
+
+
+def _raw_driver_issues(data: MappingABC[str, Any]) -> list[Issue]:
+    issues = []
+    if isinstance(data.get("driver"), str):
+        issues += driver_issues(data["driver"], ("driver",))
+    mappings = data.get("mappings")
+    for i, m in enumerate(mappings if isinstance(mappings, list) else []):
+        rs = m.get("resourceSlice") if isinstance(m, MappingABC) else None
+        if isinstance(rs, MappingABC) and isinstance(rs.get("driver"), str):
+            issues += driver_issues(rs["driver"], ("mappings", i, "resourceSlice", "driver"))
+    return issues
+
+
+def config_text_from_configmap(configmap: MappingABC[str, Any], key: str) -> tuple[str | None, list[Issue]]:
+    """The configuration text stored under `key` of a ConfigMap object."""
+    data = configmap.get("data") or {}
+    if key not in data:
+        present = ", ".join(sorted(data)) or "none"
+        return None, [Issue(("data", key), f"the ConfigMap has no key {key!r} (keys present: {present})")]
+    value = data[key]
+    if not isinstance(value, str):
+        return None, [Issue(("data", key), "must be a string holding YAML", type(value).__name__)]
+    return value, []

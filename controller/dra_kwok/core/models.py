@@ -1,0 +1,394 @@
+"""Typed device templates, ConfigMap configuration and DRANodeOverlay specs.
+
+One device model serves both sources, and accepts both the real `resource.k8s.io/v1` form
+(`attributes: {model: {string: A100}}`, `capacity: {memory: {value: 80Gi}}`) and the seeds'
+shorthand (`attributes: {model: A100}`, `capacity: {memory: 80Gi}`, `count: 8`). Shorthand is
+normalised to the v1 form on input, so everything downstream sees one shape.
+
+Field-level format rules live here as validators; rules that span fields (counter references,
+duplicate names, size limits) live in `validation`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from . import names
+from .quantity import quantity_problem
+
+MAX_DEVICES_PER_POOL = 1024
+MAX_REQUIREMENTS = 100
+MIN_WEIGHT, MAX_WEIGHT = 1, 10000
+RESOURCE_API_VERSION = "resource.k8s.io/v1"
+OVERLAY_GROUP = "test.karpenter.sh"
+OVERLAY_VERSION = "v1alpha1"
+OVERLAY_KIND = "DRANodeOverlay"
+OVERLAY_PLURAL = "dranodeoverlays"
+
+
+class Model(BaseModel):
+    """Immutable, camelCase on the wire, unknown keys kept (and reported as warnings)."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="allow",
+        frozen=True,
+        validate_default=False,
+    )
+
+    def to_api(self) -> dict[str, Any]:
+        """The object as the Kubernetes API spells it (camelCase, unset fields left out)."""
+        return self.model_dump(by_alias=True, exclude_none=True, exclude_defaults=True)
+
+
+def _quantity(value: Any) -> str:
+    problem = quantity_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return str(value)
+
+
+Quantity = Annotated[str, BeforeValidator(_quantity)]
+
+
+def _value_shorthand(value: Any) -> Any:
+    """The shorthand `80Gi` for `{value: 80Gi}` (capacities and counters)."""
+    return {"value": value} if isinstance(value, str | int) and not isinstance(value, bool) else value
+
+
+class Attribute(Model):
+    """A device attribute: exactly one of int, bool, string or version."""
+
+    int_: StrictInt | None = Field(default=None, alias="int")
+    bool_: StrictBool | None = Field(default=None, alias="bool")
+    string: StrictStr | None = None
+    version: StrictStr | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        # YAML keeps ints and bools typed; every other scalar is a string attribute.
+        if isinstance(value, bool):
+            return {"bool": value}
+        if isinstance(value, int):
+            return {"int": value}
+        if isinstance(value, str):
+            return {"string": value}
+        if isinstance(value, float):
+            raise ValueError(
+                f"a number with a fraction ({value}) is not an attribute type; quote it to make a "
+                f'string ("{value}"), or write {{version: "{value}.0"}} for a version'
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Attribute:
+        set_ = [k for k, v in (("int", self.int_), ("bool", self.bool_)) if v is not None]
+        set_ += [k for k, v in (("string", self.string), ("version", self.version)) if v is not None]
+        if len(set_) != 1:
+            raise ValueError(f"exactly one of int, bool, string or version must be set (found {set_ or 'none'})")
+        if self.string is not None and len(self.string) > 64:
+            raise ValueError(f"string values must be at most 64 characters (has {len(self.string)})")
+        if self.version is not None:
+            problem = names.semver_problem(self.version)
+            if problem:
+                raise ValueError(f"version {self.version!r} {problem}")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k, v in self.api_items())
+
+    def api_items(self) -> list[tuple[str, int | bool | str]]:
+        pairs: list[tuple[str, int | bool | str | None]] = [
+            ("int", self.int_),
+            ("bool", self.bool_),
+            ("string", self.string),
+            ("version", self.version),
+        ]
+        return [(k, v) for k, v in pairs if v is not None]
+
+
+class Capacity(Model):
+    """A device capacity; `requestPolicy` (consumable capacity) is passed through as written."""
+
+    value: Quantity
+    request_policy: dict[str, Any] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        return _value_shorthand(value)
+
+
+class Counter(Model):
+    value: Quantity
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        return _value_shorthand(value)
+
+
+def _dns_label(value: str) -> str:
+    problem = names.dns_label_problem(value)
+    if problem:
+        raise ValueError(f"{value!r} {problem}")
+    return value
+
+
+def _qualified_name(key: str) -> str:
+    problem = names.qualified_name_problem(key)
+    if problem:
+        fixes = names.suggest_identifiers(key)
+        hint = f"; use {' or '.join(repr(f) for f in fixes)}" if fixes else ""
+        raise ValueError(f"invalid name {key!r}: {problem}{hint}")
+    return key
+
+
+DnsLabel = Annotated[StrictStr, AfterValidator(_dns_label)]
+# Attribute and capacity keys; validated as dict keys so every bad key is reported, not just the first.
+QualifiedName = Annotated[StrictStr, AfterValidator(_qualified_name)]
+
+
+class CounterSet(Model):
+    """Shared counters of a partitionable device (`sharedCounters[]`)."""
+
+    name: DnsLabel
+    counters: Annotated[dict[DnsLabel, Counter], Field(min_length=1)]
+
+
+class CounterConsumption(Model):
+    """What one device consumes from a counter set (`consumesCounters[]`)."""
+
+    counter_set: DnsLabel
+    counters: Annotated[dict[DnsLabel, Counter], Field(min_length=1)]
+
+
+class Taint(Model):
+    key: StrictStr
+    value: StrictStr | None = None
+    effect: Literal["NoSchedule", "NoExecute", "None"]
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, value: str) -> str:
+        problem = names.label_name_problem(value)
+        if problem:
+            raise ValueError(f"taint key {value!r}: {problem}")
+        return value
+
+    @field_validator("value")
+    @classmethod
+    def _value(cls, value: str | None) -> str | None:
+        problem = names.label_value_problem(value or "")
+        if problem:
+            raise ValueError(f"taint value {value!r}: {problem}")
+        return value
+
+
+class DeviceTemplate(Model):
+    """One device, or with `count` N devices named `{name}-0` … `{name}-{N-1}`."""
+
+    name: StrictStr
+    count: Annotated[StrictInt, Field(ge=1, le=MAX_DEVICES_PER_POOL)] | None = None
+    attributes: dict[QualifiedName, Attribute] = Field(default_factory=dict)
+    capacity: dict[QualifiedName, Capacity] = Field(default_factory=dict)
+    consumes_counters: list[CounterConsumption] = Field(default_factory=list)
+    taints: list[Taint] = Field(default_factory=list)
+    allow_multiple_allocations: StrictBool | None = None
+    binds_to_node: StrictBool | None = None
+    binding_conditions: list[StrictStr] = Field(default_factory=list)
+    binding_failure_conditions: list[StrictStr] = Field(default_factory=list)
+    # The seed's overlay example repeats the driver on each device; accepted if it agrees.
+    driver: StrictStr | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        problem = names.dns_label_problem(value)
+        if problem:
+            raise ValueError(f"device name {value!r} {problem}")
+        return value
+
+    @model_validator(mode="after")
+    def _expanded_names_fit(self) -> DeviceTemplate:
+        if self.count is not None:
+            last = f"{self.name}-{self.count - 1}"
+            if len(last) > names.DNS1123_LABEL_MAX:
+                raise ValueError(
+                    f"with count {self.count} the device names reach {last!r} ({len(last)} characters), "
+                    f"over the {names.DNS1123_LABEL_MAX}-character limit; shorten the name"
+                )
+        return self
+
+    @property
+    def instances(self) -> int:
+        return 1 if self.count is None else self.count
+
+    def device_names(self) -> list[str]:
+        if self.count is None:
+            return [self.name]
+        return [f"{self.name}-{i}" for i in range(self.count)]
+
+
+class LabelSelectorRequirement(Model):
+    key: StrictStr
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
+    values: list[StrictStr] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _values_fit_operator(self) -> LabelSelectorRequirement:
+        problem = names.label_name_problem(self.key)
+        if problem:
+            raise ValueError(f"key {self.key!r}: {problem}")
+        if self.operator in ("In", "NotIn") and not self.values:
+            raise ValueError(f"operator {self.operator} needs at least one value")
+        if self.operator in ("Exists", "DoesNotExist") and self.values:
+            raise ValueError(f"operator {self.operator} takes no values (remove 'values')")
+        return self
+
+
+class LabelSelector(Model):
+    """A Kubernetes label selector (`matchLabels` AND `matchExpressions`)."""
+
+    match_labels: dict[StrictStr, StrictStr] = Field(default_factory=dict)
+    match_expressions: list[LabelSelectorRequirement] = Field(default_factory=list)
+
+    @field_validator("match_labels", mode="before")
+    @classmethod
+    def _stringify(cls, value: Any) -> Any:
+        # `instance-type: 8` in YAML is an int; a label value is always a string.
+        if isinstance(value, dict):
+            return {
+                k: (str(v).lower() if isinstance(v, bool) else str(v)) if v is not None else v for k, v in value.items()
+            }
+        return value
+
+    @field_validator("match_labels")
+    @classmethod
+    def _labels(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, val in value.items():
+            problem = names.label_name_problem(key) or names.label_value_problem(val)
+            if problem:
+                raise ValueError(f"label {key}={val!r}: {problem}")
+        return value
+
+
+class PoolTemplate(Model):
+    """Devices and shared counters for one driver: the body of a ResourceSlice template."""
+
+    devices: list[DeviceTemplate] = Field(default_factory=list)
+    shared_counters: list[CounterSet] = Field(default_factory=list)
+
+
+class MappingSlice(PoolTemplate):
+    """A mapping's `resourceSlice`; `driver` defaults to the configuration's top-level driver."""
+
+    driver: StrictStr | None = None
+
+
+class Mapping(Model):
+    """A ConfigMap rule: nodes matching `nodeSelector` get `resourceSlice`."""
+
+    name: StrictStr
+    node_selector: LabelSelector
+    resource_slice: MappingSlice
+
+
+class DriverConfig(Model):
+    """The ConfigMap's `config.yaml`: a default driver and mappings, first match wins."""
+
+    driver: StrictStr | None = None
+    mappings: list[Mapping] = Field(default_factory=list)
+
+
+NodeSelectorOperator = Literal["In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt", "Gte", "Lte"]
+
+
+class Requirement(Model):
+    """A NodeOverlay requirement, with Karpenter's validation."""
+
+    key: StrictStr
+    operator: NodeSelectorOperator
+    values: list[StrictStr] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _values_fit_operator(self) -> Requirement:
+        problem = names.label_name_problem(self.key)
+        if problem:
+            raise ValueError(f"key {self.key!r}: {problem}")
+        if self.operator in ("In", "NotIn") and not self.values:
+            raise ValueError(f"operator {self.operator} needs at least one value")
+        if self.operator in ("Exists", "DoesNotExist") and self.values:
+            raise ValueError(f"operator {self.operator} takes no values (remove 'values')")
+        if self.operator in ("Gt", "Lt", "Gte", "Lte") and (len(self.values) != 1 or not self.values[0].isdigit()):
+            raise ValueError(f"operator {self.operator} needs exactly one non-negative integer value, e.g. ['4']")
+        return self
+
+
+class SliceTemplateSpec(PoolTemplate):
+    driver: StrictStr
+
+    @model_validator(mode="before")
+    @classmethod
+    def _driver_owned_fields(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            owned = [
+                k for k in ("nodeName", "pool", "nodeSelector", "allNodes", "perDeviceNodeSelection") if k in value
+            ]
+            if owned:
+                raise ValueError(
+                    f"{', '.join(owned)} must not be set in a template: the driver fills in nodeName and pool "
+                    "for each node (remove them)"
+                )
+        return value
+
+
+class SliceTemplate(Model):
+    """An embedded ResourceSlice template (`spec.resourceSlices[]` of a DRANodeOverlay)."""
+
+    api_version: Literal["resource.k8s.io/v1"] = "resource.k8s.io/v1"
+    kind: Literal["ResourceSlice"] = "ResourceSlice"
+    metadata: dict[str, Any] | None = None
+    spec: SliceTemplateSpec
+
+
+class OverlaySpec(Model):
+    """DRANodeOverlay spec: Karpenter NodeOverlay's requirements and weight, plus slice templates."""
+
+    requirements: Annotated[list[Requirement], Field(max_length=MAX_REQUIREMENTS)] = Field(default_factory=list)
+    weight: Annotated[StrictInt, Field(ge=MIN_WEIGHT, le=MAX_WEIGHT)] | None = None
+    capacity: dict[str, Quantity] = Field(default_factory=dict)
+    resource_slices: list[SliceTemplate] = Field(default_factory=list)
+
+    @property
+    def effective_weight(self) -> int:
+        """Karpenter counts an unset weight as 0."""
+        return self.weight or 0
+
+    @field_validator("capacity")
+    @classmethod
+    def _extended_only(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if key in ("cpu", "memory", "ephemeral-storage", "pods"):
+                raise ValueError(f"capacity {key!r} is restricted: only extended resources (domain/name) may be set")
+            problem = names.label_name_problem(key)
+            if problem:
+                raise ValueError(f"capacity name {key!r}: {problem}")
+        return value

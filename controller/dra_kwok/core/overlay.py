@@ -1,0 +1,101 @@
+"""DRANodeOverlay objects: validate one into a rule of requirements, weight and per-driver pools."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from .issues import Issue, Path, Severity, errors
+from .models import CounterSet, DeviceTemplate, OverlaySpec, Requirement
+from .quantity import parse_quantity
+from .validation import PoolSpec, Source, driver_issues, pool_issues, pydantic_issues, unknown_key_warnings
+
+
+@dataclass(frozen=True, slots=True)
+class OverlayRule:
+    """A validated overlay: nodes meeting `requirements` get `pools`, one per driver."""
+
+    name: str
+    weight: int
+    requirements: tuple[Requirement, ...]
+    pools: tuple[PoolSpec, ...]
+
+    @property
+    def drivers(self) -> frozenset[str]:
+        return frozenset(p.driver for p in self.pools)
+
+
+def load_overlay(obj: Mapping[str, Any]) -> tuple[OverlayRule | None, list[Issue]]:
+    """Validate a DRANodeOverlay manifest (metadata.name and spec). None when there is an error."""
+    name = str((obj.get("metadata") or {}).get("name") or "")
+    raw_spec = obj.get("spec")
+    if not name:
+        return None, [Issue(("metadata", "name"), "is required")]
+    if not isinstance(raw_spec, Mapping):
+        return None, [Issue(("spec",), "is required and must be a mapping")]
+    driver_findings = _raw_driver_issues(raw_spec)
+    try:
+        spec = OverlaySpec.model_validate(raw_spec)
+    except ValidationError as exc:
+        return None, pydantic_issues(exc, ("spec",)) + driver_findings
+    issues = list(unknown_key_warnings(spec, ("spec",))) + driver_findings
+
+    # Templates of one driver merge into one pool: a node has one pool per driver.
+    by_driver: dict[str, tuple[list[tuple[Path, DeviceTemplate]], list[tuple[Path, CounterSet]]]] = {}
+    for i, tmpl in enumerate(spec.resource_slices):
+        path: Path = ("spec", "resourceSlices", i, "spec")
+        driver = tmpl.spec.driver
+        devs, sets = by_driver.setdefault(driver, ([], []))
+        devs.extend((path + ("devices", j), d) for j, d in enumerate(tmpl.spec.devices))
+        sets.extend((path + ("sharedCounters", j), c) for j, c in enumerate(tmpl.spec.shared_counters))
+    pools = []
+    for driver, (devs, sets) in by_driver.items():
+        issues += pool_issues(driver, devs, sets)
+        pools.append(PoolSpec(driver, tuple(d for _, d in devs), tuple(c for _, c in sets), Source("overlay", name)))
+    if not spec.resource_slices:
+        issues.append(
+            Issue(
+                ("spec", "resourceSlices"),
+                "no ResourceSlice templates: matching nodes get no devices, and the ConfigMap fallback "
+                "does not apply to them",
+                severity=Severity.WARNING,
+            )
+        )
+    issues += _capacity_warnings(spec, pools)
+    if errors(issues):
+        return None, issues
+    return OverlayRule(name, spec.effective_weight, tuple(spec.requirements), tuple(pools)), issues
+
+
+def _raw_driver_issues(spec: Mapping[str, Any]) -> list[Issue]:
+    """Driver names checked on the raw spec, so they are reported even when the structure is wrong."""
+    issues = []
+    templates = spec.get("resourceSlices")
+    for i, tmpl in enumerate(templates if isinstance(templates, list) else []):
+        inner = tmpl.get("spec") if isinstance(tmpl, Mapping) else None
+        if isinstance(inner, Mapping) and isinstance(inner.get("driver"), str):
+            issues += driver_issues(inner["driver"], ("spec", "resourceSlices", i, "spec", "driver"))
+    return issues
+
+
+def _capacity_warnings(spec: OverlaySpec, pools: list[PoolSpec]) -> list[Issue]:
+    """`capacity: {<driver>/device: "8"}` tells Karpenter a count; warn when the templates disagree."""
+    counts = {p.driver: p.device_count for p in pools}
+    out = []
+    for key, value in spec.capacity.items():
+        domain = key.split("/", 1)[0]
+        if domain in counts and parse_quantity(value) != counts[domain]:
+            out.append(
+                Issue(
+                    ("spec", "capacity", key),
+                    f"says {value} but the templates for driver {domain!r} define {counts[domain]} device(s); "
+                    "Karpenter will plan with the capacity while the scheduler sees the devices",
+                    value,
+                    f"set it to {counts[domain]!r} or change the templates",
+                    Severity.WARNING,
+                )
+            )
+    return out

@@ -1,0 +1,224 @@
+"""Diff what a node should have against what is published, into the fewest writes that leave
+every pool complete.
+
+Rules (`dra-api.md` 4-5): a pool's slices share one generation and its slice count; when any
+slice's content changes, the generation goes up by one on every slice of the pool together;
+metadata-only changes (labels, the owner's UID after a node is recreated) are written without a
+bump. Obsolete slices are deleted after the new generation is written, so consumers always see
+either the old complete pool or the new one. Slices whose immutable fields (pool name, node)
+differ are deleted before they are recreated.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from .quantity import parse_quantity
+from .render import (
+    ANNOTATION_SOURCE,
+    LABEL_MANAGED_BY,
+    Body,
+    DesiredPool,
+    DesiredSlice,
+    NodeRef,
+    NodeSlices,
+    content_of,
+    slice_labels,
+    slice_manifest,
+)
+
+_QUANTITY_KEYS = frozenset({"value", "default", "min", "max", "step"})
+
+
+def _normalize(value: Any, key: str = "") -> Any:
+    """A form in which two spellings of the same content compare equal (quantities by value,
+    server-filled taint times and empty fields ignored)."""
+    if isinstance(value, dict):
+        return {
+            k: _normalize(v, k) for k, v in value.items() if k != "timeAdded" and v is not None and v != [] and v != {}
+        }
+    if isinstance(value, list):
+        return [_normalize(v, key) for v in value]
+    if isinstance(value, str) and key in _QUANTITY_KEYS | {"validValues"}:
+        try:
+            return str(parse_quantity(value).normalize())
+        except ValueError:
+            return value
+    if isinstance(value, Decimal):
+        return str(value)
+    return value
+
+
+def fingerprint(content: Body) -> str:
+    """A short digest of slice content, canonical across quantity spellings."""
+    text = json.dumps(_normalize(content), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class ObservedSlice:
+    """The parts of a published ResourceSlice the planner compares."""
+
+    name: str
+    uid: str
+    resource_version: str
+    node_name: str
+    driver: str
+    pool: str
+    generation: int
+    slice_count: int
+    owner_uid: str | None
+    labels: Mapping[str, str]
+    source: str | None
+    content_print: str
+
+    @classmethod
+    def from_api(cls, obj: Mapping[str, Any]) -> ObservedSlice:
+        meta = obj.get("metadata") or {}
+        spec = obj.get("spec") or {}
+        pool = spec.get("pool") or {}
+        owners = [o for o in meta.get("ownerReferences") or [] if o.get("kind") == "Node"]
+        return cls(
+            name=meta.get("name", ""),
+            uid=meta.get("uid", ""),
+            resource_version=meta.get("resourceVersion", ""),
+            node_name=spec.get("nodeName") or "",
+            driver=spec.get("driver", ""),
+            pool=pool.get("name", ""),
+            generation=int(pool.get("generation") or 0),
+            slice_count=int(pool.get("resourceSliceCount") or 0),
+            owner_uid=owners[0].get("uid") if owners else None,
+            labels=dict(meta.get("labels") or {}),
+            source=(meta.get("annotations") or {}).get(ANNOTATION_SOURCE),
+            content_print=fingerprint(content_of(spec)),
+        )
+
+    @property
+    def managed_by(self) -> str | None:
+        return self.labels.get(LABEL_MANAGED_BY)
+
+
+@dataclass(frozen=True, slots=True)
+class Apply:
+    name: str
+    manifest: Body
+    content_print: str
+
+
+@dataclass(frozen=True, slots=True)
+class Delete:
+    name: str
+    uid: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class PoolPlan:
+    """Writes for one (node, driver) pool, executed in order: pre_deletes, applies, deletes."""
+
+    driver: str
+    reason: str
+    pre_deletes: tuple[Delete, ...] = ()
+    applies: tuple[Apply, ...] = ()
+    deletes: tuple[Delete, ...] = ()
+    generation: int = 0
+
+    @property
+    def writes(self) -> int:
+        return len(self.pre_deletes) + len(self.applies) + len(self.deletes)
+
+
+@dataclass(frozen=True, slots=True)
+class NodePlan:
+    node: str
+    pools: tuple[PoolPlan, ...] = field(default=())
+
+    @property
+    def in_sync(self) -> bool:
+        return not self.pools
+
+
+def plan_node(
+    node_name: str,
+    desired: NodeSlices | None,
+    observed: Iterable[ObservedSlice],
+    managed_by: str,
+    written: Mapping[str, tuple[str, str]] | None = None,
+) -> NodePlan:
+    """The writes that take `observed` (this node's managed slices) to `desired`.
+
+    `desired` None means the node should have nothing. `written` maps a slice name to the
+    (resourceVersion, content fingerprint) of our last write to it: a slice still at that
+    version is taken as what we meant even if the apiserver dropped fields (feature gates off),
+    which would otherwise make us rewrite it forever.
+    """
+    written = written or {}
+    by_driver: dict[str, list[ObservedSlice]] = {}
+    for obs in observed:
+        by_driver.setdefault(obs.driver, []).append(obs)
+    plans: list[PoolPlan] = []
+    wanted = {p.driver: p for p in desired.pools} if desired else {}
+    for driver in sorted(set(by_driver) | set(wanted)):
+        have = by_driver.get(driver, [])
+        pool = wanted.get(driver)
+        if pool is None or desired is None:
+            plans.append(
+                PoolPlan(
+                    driver, "pool no longer desired", deletes=tuple(Delete(o.name, o.uid, "obsolete") for o in have)
+                )
+            )
+            continue
+        plan = _plan_pool(desired.node, pool, have, managed_by, written)
+        if plan is not None:
+            plans.append(plan)
+    return NodePlan(node_name, tuple(plans))
+
+
+def _plan_pool(
+    node: NodeRef,
+    pool: DesiredPool,
+    have: Sequence[ObservedSlice],
+    managed_by: str,
+    written: Mapping[str, tuple[str, str]],
+) -> PoolPlan | None:
+    wanted_names = {s.name for s in pool.slices}
+    current = {o.name: o for o in have}
+    pre_deletes = []
+    for o in have:
+        if o.name in wanted_names and (o.pool != pool.pool or o.node_name != node.name):
+            pre_deletes.append(Delete(o.name, o.uid, "immutable pool name or node changed"))
+            del current[o.name]
+    obsolete = [Delete(o.name, o.uid, "obsolete") for o in current.values() if o.name not in wanted_names]
+    same_pool = [o for o in current.values() if o.pool == pool.pool]
+    generation = max((o.generation for o in same_pool), default=0)
+
+    prints = {s.name: fingerprint(s.content) for s in pool.slices}
+    content_changed = False
+    meta_changed: list[DesiredSlice] = []
+    labels = slice_labels(node.name, pool.driver, managed_by)
+    for s in pool.slices:
+        found = current.get(s.name)
+        if found is None or found.generation != generation or found.slice_count != s.slice_count:
+            content_changed = True
+            break
+        o = found
+        if o.content_print != prints[s.name] and written.get(s.name) != (o.resource_version, prints[s.name]):
+            content_changed = True
+            break
+        if o.owner_uid != node.uid or o.source != s.source or any(o.labels.get(k) != v for k, v in labels.items()):
+            meta_changed.append(s)
+    if content_changed:
+        gen = generation + 1
+        applies = tuple(Apply(s.name, slice_manifest(s, node, gen, managed_by), prints[s.name]) for s in pool.slices)
+        return PoolPlan(pool.driver, "content changed", tuple(pre_deletes), applies, tuple(obsolete), gen)
+    if meta_changed or obsolete or pre_deletes:
+        applies = tuple(
+            Apply(s.name, slice_manifest(s, node, generation, managed_by), prints[s.name]) for s in meta_changed
+        )
+        return PoolPlan(pool.driver, "metadata changed", tuple(pre_deletes), applies, tuple(obsolete), generation)
+    return None

@@ -1,0 +1,260 @@
+"""Render a node's resolved pools into the ResourceSlices a real node-local driver would publish.
+
+One pool per (node, driver), named after the node; devices split over slices of at most 128
+(64 when devices use taints or counters); shared counters in a slice of their own; every slice
+of a pool carries the same generation and the pool's slice count. Generations are chosen by
+`plan`, which alone knows what is already published.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from . import names
+from .issues import Issue
+from .models import RESOURCE_API_VERSION, CounterSet, DeviceTemplate
+from .resolve import Resolution
+from .validation import PoolSpec
+
+MAX_DEVICES_PER_SLICE = 128
+MAX_DEVICES_PER_SLICE_ADVANCED = 64  # with taints or consumesCounters
+MAX_STRING_ATTRIBUTE = 64
+
+LABEL_PREFIX = "dra-kwok.test.karpenter.sh"
+LABEL_MANAGED_BY = f"{LABEL_PREFIX}/managed-by"
+LABEL_NODE = f"{LABEL_PREFIX}/node"
+LABEL_DRIVER = f"{LABEL_PREFIX}/driver"
+ANNOTATION_SOURCE = f"{LABEL_PREFIX}/source"
+DEFAULT_MANAGED_BY = "dra-kwok-driver"
+
+PLACEHOLDERS = ("{nodeName}", "{nodeHash}", "{index}", "{deviceName}")
+
+Body = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRef:
+    """What rendering needs of a Node: its name and UID (for the ownerReference)."""
+
+    name: str
+    uid: str
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredSlice:
+    """One slice's identity and content; generation is added when it is written."""
+
+    name: str
+    driver: str
+    pool: str
+    slice_count: int
+    content: Body  # {"devices": [...]} or {"sharedCounters": [...]}; shared, never mutate
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredPool:
+    driver: str
+    pool: str
+    source: str
+    slices: tuple[DesiredSlice, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSlices:
+    """Everything one node should have published."""
+
+    node: NodeRef
+    pools: tuple[DesiredPool, ...]
+
+    def all_slices(self) -> list[DesiredSlice]:
+        return [s for p in self.pools for s in p.slices]
+
+
+class RenderError(ValueError):
+    """A template that is valid in itself does not fit this node (e.g. a placeholder grows too long)."""
+
+    def __init__(self, node: str, issues: list[Issue]) -> None:
+        self.node = node
+        self.issues = issues
+        super().__init__(f"node {node}: " + "; ".join(str(i) for i in issues))
+
+
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    """A pool's device bodies built once and shared by every node without placeholders."""
+
+    devices: tuple[tuple[Body, bool, int], ...]  # (body, has placeholders, index within its template)
+    counter_sets: tuple[Body, ...]
+    per_slice: int
+
+
+_COMPILED: OrderedDict[int, tuple[PoolSpec, _Compiled]] = OrderedDict()
+_COMPILED_MAX = 4096
+
+
+def _compile(pool: PoolSpec) -> _Compiled:
+    hit = _COMPILED.get(id(pool))
+    if hit is not None and hit[0] is pool:
+        _COMPILED.move_to_end(id(pool))
+        return hit[1]
+    devices: list[tuple[Body, bool, int]] = []
+    advanced = False
+    for tmpl in pool.devices:
+        advanced = advanced or bool(tmpl.taints or tmpl.consumes_counters)
+        for index, name in enumerate(tmpl.device_names()):
+            body, dynamic = _device_body(tmpl, name)
+            devices.append((body, dynamic, index))
+    compiled = _Compiled(
+        tuple(devices),
+        tuple(_counter_set_body(c) for c in pool.counter_sets),
+        MAX_DEVICES_PER_SLICE_ADVANCED if advanced else MAX_DEVICES_PER_SLICE,
+    )
+    _COMPILED[id(pool)] = (pool, compiled)  # the pool is kept alive so its id is not reused
+    if len(_COMPILED) > _COMPILED_MAX:
+        _COMPILED.popitem(last=False)
+    return compiled
+
+
+def _device_body(tmpl: DeviceTemplate, name: str) -> tuple[Body, bool]:
+    body: Body = {"name": name}
+    dynamic = False
+    if tmpl.attributes:
+        attrs: Body = {}
+        for key, attr in tmpl.attributes.items():
+            kind, value = attr.api_items()[0]
+            if kind == "string" and isinstance(value, str) and "{" in value:
+                dynamic = dynamic or any(p in value for p in PLACEHOLDERS)
+            attrs[key] = {kind: value}
+        body["attributes"] = attrs
+    if tmpl.capacity:
+        body["capacity"] = {k: c.to_api() for k, c in tmpl.capacity.items()}
+    if tmpl.consumes_counters:
+        body["consumesCounters"] = [c.to_api() for c in tmpl.consumes_counters]
+    if tmpl.taints:
+        body["taints"] = [t.to_api() for t in tmpl.taints]
+    if tmpl.allow_multiple_allocations is not None:
+        body["allowMultipleAllocations"] = tmpl.allow_multiple_allocations
+    if tmpl.binds_to_node is not None:
+        body["bindsToNode"] = tmpl.binds_to_node
+    if tmpl.binding_conditions:
+        body["bindingConditions"] = list(tmpl.binding_conditions)
+        body["bindingFailureConditions"] = list(tmpl.binding_failure_conditions)
+    return body, dynamic
+
+
+def _counter_set_body(cs: CounterSet) -> Body:
+    return {"name": cs.name, "counters": {k: {"value": c.value} for k, c in cs.counters.items()}}
+
+
+def _substitute(body: Body, node: str, index: int, errors: list[Issue], driver: str) -> Body:
+    """A copy of `body` with placeholders in string attributes filled in for this node."""
+    attrs = {}
+    for key, attr in body["attributes"].items():
+        value = attr.get("string")
+        if isinstance(value, str) and "{" in value:
+            value = (
+                value.replace("{nodeName}", node)
+                .replace("{nodeHash}", names.short_hash(node))
+                .replace("{index}", str(index))
+                .replace("{deviceName}", body["name"])
+            )
+            if len(value) > MAX_STRING_ATTRIBUTE:
+                errors.append(
+                    Issue(
+                        ("devices", body["name"], "attributes", key),
+                        f"after filling in placeholders for driver {driver} the value has {len(value)} characters, "
+                        f"over the {MAX_STRING_ATTRIBUTE}-character limit",
+                        value,
+                        "use {nodeHash} (8 characters) instead of {nodeName} for long node names",
+                    )
+                )
+            attr = {"string": value}
+        attrs[key] = attr
+    return {**body, "attributes": attrs}
+
+
+def pool_name(node: str) -> str:
+    """The seed's pool name, `{node}-device-pool`; a pool is (driver, name), so drivers may share it."""
+    return names.bounded(f"{node}-device-pool", names.DNS1123_SUBDOMAIN_MAX)
+
+
+def slice_name(node: str, driver: str, index: int, simple: bool) -> str:
+    """`{node}-devices` in the common case (one driver, one slice), else `{node}-{driver}-{index}`."""
+    if simple:
+        return names.bounded(f"{node}-devices", names.DNS1123_SUBDOMAIN_MAX)
+    return names.bounded(f"{node}-{driver}-{index}", names.DNS1123_SUBDOMAIN_MAX)
+
+
+def render(node: NodeRef, resolution: Resolution) -> NodeSlices:
+    """The slices for `node`. Raises RenderError when a placeholder makes a value invalid."""
+    contents: list[tuple[PoolSpec, list[Body]]] = []
+    errors: list[Issue] = []
+    for pool in resolution.pools:
+        compiled = _compile(pool)
+        devices = [
+            _substitute(body, node.name, index, errors, pool.driver) if dynamic else body
+            for body, dynamic, index in compiled.devices
+        ]
+        chunks: list[Body] = []
+        if compiled.counter_sets:
+            chunks.append({"sharedCounters": list(compiled.counter_sets)})
+        for start in range(0, len(devices), compiled.per_slice):
+            chunks.append({"devices": devices[start : start + compiled.per_slice]})
+        if not chunks:
+            chunks.append({"devices": []})  # an empty pool is still published, so it reads as complete
+        contents.append((pool, chunks))
+    if errors:
+        raise RenderError(node.name, errors)
+    simple = len(contents) == 1 and len(contents[0][1]) == 1
+    pname = pool_name(node.name)
+    pools = []
+    for pool, chunks in contents:
+        source = str(pool.source)
+        slices = tuple(
+            DesiredSlice(slice_name(node.name, pool.driver, i, simple), pool.driver, pname, len(chunks), c, source)
+            for i, c in enumerate(chunks)
+        )
+        pools.append(DesiredPool(pool.driver, pname, source, slices))
+    return NodeSlices(node, tuple(pools))
+
+
+def slice_labels(node: str, driver: str, managed_by: str) -> dict[str, str]:
+    return {
+        LABEL_MANAGED_BY: managed_by,
+        LABEL_NODE: names.label_value_for(node),
+        LABEL_DRIVER: names.label_value_for(driver),
+    }
+
+
+def slice_manifest(desired: DesiredSlice, node: NodeRef, generation: int, managed_by: str = DEFAULT_MANAGED_BY) -> Body:
+    """The full ResourceSlice object to apply."""
+    spec: Body = {
+        "driver": desired.driver,
+        "pool": {"name": desired.pool, "generation": generation, "resourceSliceCount": desired.slice_count},
+        "nodeName": node.name,
+    }
+    spec.update(desired.content)
+    return {
+        "apiVersion": RESOURCE_API_VERSION,
+        "kind": "ResourceSlice",
+        "metadata": {
+            "name": desired.name,
+            "labels": slice_labels(node.name, desired.driver, managed_by),
+            "annotations": {ANNOTATION_SOURCE: desired.source},
+            "ownerReferences": [
+                {"apiVersion": "v1", "kind": "Node", "name": node.name, "uid": node.uid, "controller": True}
+            ],
+        },
+        "spec": spec,
+    }
+
+
+def content_of(spec: Mapping[str, Any]) -> Body:
+    """The part of a slice spec that `render` decides (devices or shared counters)."""
+    if spec.get("sharedCounters"):
+        return {"sharedCounters": spec["sharedCounters"]}
+    return {"devices": spec.get("devices") or []}

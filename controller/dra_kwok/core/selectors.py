@@ -1,0 +1,56 @@
+"""Matching node labels against label selectors (mappings) and NodeOverlay requirements."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from .models import LabelSelector, Requirement
+
+
+def selector_matches(selector: LabelSelector, labels: Mapping[str, str]) -> bool:
+    """Kubernetes label-selector semantics: all matchLabels and all matchExpressions hold."""
+    for key, value in selector.match_labels.items():
+        if labels.get(key) != value:
+            return False
+    for expr in selector.match_expressions:
+        present = expr.key in labels
+        if expr.operator == "In" and not (present and labels[expr.key] in expr.values):
+            return False
+        if expr.operator == "NotIn" and present and labels[expr.key] in expr.values:
+            return False
+        if expr.operator == "Exists" and not present:
+            return False
+        if expr.operator == "DoesNotExist" and present:
+            return False
+    return True
+
+
+def _as_int(text: str) -> int | None:
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
+def requirement_matches(req: Requirement, labels: Mapping[str, str]) -> bool:
+    """Node-selector-requirement semantics, as Karpenter applies NodeOverlay requirements."""
+    value = labels.get(req.key)
+    op = req.operator
+    if op == "In":
+        return value is not None and value in req.values
+    if op == "NotIn":
+        return value is None or value not in req.values
+    if op == "Exists":
+        return value is not None
+    if op == "DoesNotExist":
+        return value is None
+    # Gt, Lt, Gte, Lte: the label must hold an integer.
+    have = _as_int(value) if value is not None else None
+    want = int(req.values[0])
+    if have is None:
+        return False
+    return {"Gt": have > want, "Lt": have < want, "Gte": have >= want, "Lte": have <= want}[op]
+
+
+def requirements_match(reqs: tuple[Requirement, ...], labels: Mapping[str, str]) -> bool:
+    return all(requirement_matches(r, labels) for r in reqs)

@@ -1,0 +1,265 @@
+"""Rules that span fields, and the translation of pydantic errors into `Issue`s.
+
+Field formats are checked by the models; here are the rules the apiserver (or the scheduler,
+for pools spread over slices) enforces across a whole pool, using the strictest limit of
+Kubernetes 1.34-1.36 so a template valid here is valid on all three.
+"""
+
+from __future__ import annotations
+
+from collections import Counter as Tally
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from . import names
+from .issues import Issue, Path, Severity, format_path
+from .models import MAX_DEVICES_PER_POOL, CounterSet, DeviceTemplate
+from .quantity import parse_quantity
+
+MAX_ATTRIBUTES_AND_CAPACITIES = 32
+MAX_TAINTS = 4  # 1.34 allows 4 (16 from 1.35)
+MAX_COUNTER_SETS = 8
+MAX_COUNTERS_TOTAL = 32  # 1.34: 32 across all sets of a slice
+MAX_CONSUMPTIONS_PER_DEVICE = 2
+MAX_BINDING_CONDITIONS = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where a pool came from: a DRANodeOverlay or a ConfigMap mapping."""
+
+    kind: str  # "overlay" or "mapping"
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class PoolSpec:
+    """The validated devices and counters one source offers for one driver."""
+
+    driver: str
+    devices: tuple[DeviceTemplate, ...]
+    counter_sets: tuple[CounterSet, ...]
+    source: Source
+
+    @property
+    def device_count(self) -> int:
+        return sum(d.instances for d in self.devices)
+
+
+def pydantic_issues(exc: ValidationError, prefix: Path = ()) -> list[Issue]:
+    """One Issue per pydantic error, with the user's field path and a message without jargon."""
+    out = []
+    for err in exc.errors(include_url=False):
+        loc: list[str | int] = []
+        for part in err["loc"]:
+            if part == "[key]":
+                continue  # the key itself is at fault; its path is the map entry
+            loc.append(part)
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "missing":
+            message = "is required"
+            value = None
+        elif err["type"] in ("model_attributes_type", "dict_type", "model_type"):
+            message = "must be a mapping (key: value)"
+            value = err.get("input")
+        elif err["type"] == "list_type":
+            message = "must be a list"
+            value = err.get("input")
+        else:
+            value = err.get("input")
+            if isinstance(value, dict | list):
+                value = None  # the message says what is wrong; echoing a whole subtree is noise
+        out.append(Issue(prefix + tuple(loc), message, value))
+    return out
+
+
+def unknown_key_warnings(model: BaseModel, path: Path = ()) -> Iterator[Issue]:
+    """Warn about keys the models kept but do not know (typos such as `atributes`)."""
+    for key in model.model_extra or {}:
+        yield Issue(
+            path + (key,),
+            "unknown field, ignored",
+            fix="check the spelling against docs/configuration.md",
+            severity=Severity.WARNING,
+        )
+    for name, field in type(model).model_fields.items():
+        value = getattr(model, name)
+        sub = path + (field.alias or name,)
+        yield from _walk_extras(value, sub)
+
+
+def _walk_extras(value: Any, path: Path) -> Iterator[Issue]:
+    if isinstance(value, BaseModel):
+        yield from unknown_key_warnings(value, path)
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            yield from _walk_extras(item, path + (i,))
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _walk_extras(item, path + (key,))
+
+
+def driver_issues(driver: str, path: Path) -> list[Issue]:
+    problem = names.driver_name_problem(driver)
+    if problem is None:
+        return []
+    return [Issue(path, f"invalid driver name: {problem}", driver, f"use {names.suggest_driver_name(driver)!r}")]
+
+
+def pool_issues(
+    driver: str,
+    devices: Iterable[tuple[Path, DeviceTemplate]],
+    counter_sets: Iterable[tuple[Path, CounterSet]],
+) -> list[Issue]:
+    """Every cross-field rule of one pool: names unique, counters resolvable, sizes within limits."""
+    issues: list[Issue] = []
+    device_list = list(devices)
+    set_list = list(counter_sets)
+
+    sets: dict[str, CounterSet] = {}
+    for path, cs in set_list:
+        if cs.name in sets:
+            issues.append(Issue(path + ("name",), "duplicate counter set name in the pool", cs.name))
+        sets[cs.name] = cs
+    if len(set_list) > MAX_COUNTER_SETS:
+        issues.append(
+            Issue(set_list[MAX_COUNTER_SETS][0], f"at most {MAX_COUNTER_SETS} counter sets per pool", len(set_list))
+        )
+    total_counters = sum(len(cs.counters) for _, cs in set_list)
+    if total_counters > MAX_COUNTERS_TOTAL:
+        issues.append(
+            Issue(
+                set_list[0][0],
+                f"at most {MAX_COUNTERS_TOTAL} counters in all counter sets of a pool (Kubernetes 1.34's limit)",
+                total_counters,
+            )
+        )
+
+    seen: dict[str, Path] = {}
+    total = 0
+    for path, dev in device_list:
+        total += dev.instances
+        if dev.driver is not None and dev.driver != driver:
+            issues.append(
+                Issue(path + ("driver",), f"differs from the slice's driver {driver!r}", dev.driver, "remove it")
+            )
+        for name in dev.device_names():
+            if name in seen:
+                issues.append(
+                    Issue(
+                        path + ("name",),
+                        f"device name {name!r} is also produced by {format_path(seen[name])}; "
+                        "names must be unique in a pool",
+                        dev.name,
+                        "rename one of them",
+                    )
+                )
+                break
+            seen[name] = path
+        issues.extend(_device_issues(path, dev, sets))
+    if total > MAX_DEVICES_PER_POOL:
+        issues.append(
+            Issue(
+                device_list[-1][0] if device_list else (),
+                f"the pool has {total} devices; at most {MAX_DEVICES_PER_POOL} per node and driver are supported",
+                total,
+                "reduce count, or split the devices across drivers",
+            )
+        )
+    return issues
+
+
+def _device_issues(path: Path, dev: DeviceTemplate, sets: dict[str, CounterSet]) -> list[Issue]:
+    issues: list[Issue] = []
+    n_keys = len(dev.attributes) + len(dev.capacity)
+    if n_keys > MAX_ATTRIBUTES_AND_CAPACITIES:
+        issues.append(
+            Issue(
+                path, f"{n_keys} attributes and capacities; at most {MAX_ATTRIBUTES_AND_CAPACITIES} per device", n_keys
+            )
+        )
+    if len(dev.taints) > MAX_TAINTS:
+        issues.append(Issue(path + ("taints",), f"at most {MAX_TAINTS} taints per device", len(dev.taints)))
+    if len(dev.consumes_counters) > MAX_CONSUMPTIONS_PER_DEVICE:
+        issues.append(
+            Issue(
+                path + ("consumesCounters",),
+                f"at most {MAX_CONSUMPTIONS_PER_DEVICE} counter sets consumed per device",
+                len(dev.consumes_counters),
+            )
+        )
+    used = Tally(c.counter_set for c in dev.consumes_counters)
+    for i, use in enumerate(dev.consumes_counters):
+        upath = path + ("consumesCounters", i)
+        if used[use.counter_set] > 1:
+            issues.append(Issue(upath + ("counterSet",), "listed more than once for this device", use.counter_set))
+        target = sets.get(use.counter_set)
+        if target is None:
+            known = ", ".join(sorted(sets)) or "none"
+            issues.append(
+                Issue(
+                    upath + ("counterSet",),
+                    f"no counter set of this name in the pool's sharedCounters (defined: {known})",
+                    use.counter_set,
+                    "add it to sharedCounters or correct the name",
+                )
+            )
+            continue
+        for cname, counter in use.counters.items():
+            if cname not in target.counters:
+                issues.append(
+                    Issue(
+                        upath + ("counters", cname),
+                        f"counter set {use.counter_set!r} has no counter of this name "
+                        f"(it has: {', '.join(sorted(target.counters))})",
+                        cname,
+                    )
+                )
+            elif parse_quantity(counter.value) > parse_quantity(target.counters[cname].value):
+                issues.append(
+                    Issue(
+                        upath + ("counters", cname, "value"),
+                        f"consumes more than the set provides ({target.counters[cname].value})",
+                        counter.value,
+                        severity=Severity.WARNING,
+                    )
+                )
+    for key, cap in dev.capacity.items():
+        if cap.request_policy is not None and dev.allow_multiple_allocations is not True:
+            issues.append(
+                Issue(
+                    path + ("capacity", key, "requestPolicy"),
+                    "requestPolicy needs allowMultipleAllocations: true on the device",
+                    fix="set allowMultipleAllocations: true or remove requestPolicy",
+                )
+            )
+    for field, conds in (
+        ("bindingConditions", dev.binding_conditions),
+        ("bindingFailureConditions", dev.binding_failure_conditions),
+    ):
+        if len(conds) > MAX_BINDING_CONDITIONS:
+            issues.append(Issue(path + (field,), f"at most {MAX_BINDING_CONDITIONS} entries", len(conds)))
+        for j, cond in enumerate(conds):
+            problem = names.label_name_problem(cond)
+            if problem:
+                issues.append(Issue(path + (field, j), problem, cond))
+    if bool(dev.binding_conditions) != bool(dev.binding_failure_conditions):
+        issues.append(
+            Issue(
+                path,
+                "bindingConditions and bindingFailureConditions must be set together",
+                fix="set both, or neither",
+            )
+        )
+    overlap = set(dev.binding_conditions) & set(dev.binding_failure_conditions)
+    if overlap:
+        issues.append(
+            Issue(path + ("bindingFailureConditions",), "must not repeat a binding condition", sorted(overlap))
+        )
+    return issues

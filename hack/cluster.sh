@@ -1,0 +1,369 @@
+#!/usr/bin/env bash
+# Starts and stops the local DRA-capable KWOK cluster: etcd, kube-apiserver, kube-controller-manager,
+# kube-scheduler and kwok-controller as plain processes, via `kwokctl create cluster --runtime binary`.
+#
+# Usage: hack/cluster.sh up|down|status|prune [--name NAME] [--dir DIR] [--port PORT]
+#   up      create (or restart) the cluster and wait until it can schedule DRA pods on KWOK nodes;
+#           a cluster that is already running and healthy is left alone.
+#   down    delete the cluster and its state; no cluster is fine.
+#   status  print the components and whether the cluster is healthy (exit 1 if not).
+#   prune   delete test clusters (dra-kwok-test-<pid>-*) whose test process is gone.
+#   --name  cluster name (default dra-kwok); --dir  where the kubeconfig and bin/ go (default
+#           <repo>/.cluster); --port  kube-apiserver port (default: a free one).
+#
+# Every binary comes from the cache filled by hack/build-binaries.sh; kwokctl is given a local path
+# for each one it could otherwise download, so nothing is fetched from the network. kwokctl's own
+# state (pki, etcd data, pids, logs) lives under $DRA_KWOK_CACHE/kwok, never in the repo.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+# shellcheck source-path=SCRIPTDIR source=versions.env
+source "$root/hack/versions.env"
+
+# kwokctl reads KWOK_WORKDIR for its clusters, cache and default config; pointing it into our cache
+# keeps the repo clean and keeps a developer's own ~/.kwok (and its kwok.yaml) out of the picture.
+export KWOK_WORKDIR="$DRA_KWOK_CACHE/kwok"
+timeout_s="${DRA_KWOK_CLUSTER_TIMEOUT:-180}"
+kwok_annotation="kwok.x-k8s.io/node=fake"
+
+log() { echo "cluster.sh: $*" >&2; }
+die() { echo "cluster.sh: error: $*" >&2; exit 1; }
+
+usage() {
+  sed -n '5,13p' "$0" | sed 's/^# \{0,1\}//' >&2
+  exit 2
+}
+
+parse_args() {
+  cmd="${1:-}"; [ -n "$cmd" ] || usage; shift
+  name="dra-kwok"; dir="$root/.cluster"; port=0
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --name) name="${2:?--name needs a value}"; shift 2 ;;
+      --dir) dir="${2:?--dir needs a value}"; shift 2 ;;
+      --port) port="${2:?--port needs a value}"; shift 2 ;;
+      -h|--help) usage ;;
+      *) log "unknown argument '$1'"; usage ;;
+    esac
+  done
+  # kwokctl uses the name for directories and the kubeconfig context; keep it a DNS label.
+  [[ "$name" =~ ^[a-z0-9]([-a-z0-9]{0,48}[a-z0-9])?$ ]] || die "invalid --name '$name' (lowercase letters, digits, '-')"
+  [[ "$port" =~ ^[0-9]+$ ]] || die "invalid --port '$port'"
+  dir="$(realpath -m "$dir")"
+  cluster_dir="$KWOK_WORKDIR/clusters/$name"
+  admin_kubeconfig="$cluster_dir/kubeconfig.yaml"
+  logs_dir="$cluster_dir/logs"
+}
+
+# Resolves the cached binaries. A missing one means the cache was never filled (or for another
+# version), which `make binaries` fixes; we never fall back to a download or to whatever is on PATH.
+resolve_binaries() {
+  local bb="$root/hack/build-binaries.sh"
+  kube_bin="$("$bb" --print-bindir kubernetes)"
+  etcd_bin="$("$bb" --print-bindir etcd)"
+  kwok_bin="$("$bb" --print-bindir kwok)"
+  helm_bin="$("$bb" --print-bindir helm)"
+  local missing=() f
+  for f in "$kube_bin"/{kube-apiserver,kube-controller-manager,kube-scheduler,kubectl} "$etcd_bin/etcd" \
+    "$kwok_bin"/{kwok,kwokctl}; do
+    [ -x "$f" ] || missing+=("$f")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    printf '  missing: %s\n' "${missing[@]}" >&2
+    die "binaries for Kubernetes $KUBE_VERSION / etcd $ETCD_VERSION / kwok $KWOK_VERSION are not built; run 'make binaries' (hack/build-binaries.sh) first"
+  fi
+}
+
+# kwokctl probes the apiserver with the first `kubectl` on PATH (downloading one if there is none),
+# so our kubectl goes first on PATH as well as into KWOK_KUBECTL_BINARY.
+kwokctl() {
+  PATH="$kube_bin:$PATH" KWOK_KUBECTL_BINARY="$kube_bin/kubectl" \
+    KWOK_KUBE_VERSION="v$KUBE_VERSION" KWOK_ETCD_VERSION="$ETCD_VERSION" \
+    "$kwok_bin/kwokctl" --name "$name" "$@"
+}
+
+# kubectl as the cluster admin, with a short request timeout so a hung apiserver cannot stall us.
+kadmin() { "$kube_bin/kubectl" --kubeconfig "$admin_kubeconfig" --request-timeout=10s "$@"; }
+
+cluster_exists() { [ -f "$cluster_dir/kwok.yaml" ]; }
+
+# One lock per cluster name, so two `up`s (or an `up` racing a `down`) cannot interleave.
+lock_cluster() {
+  mkdir -p "$KWOK_WORKDIR"
+  exec 9>"$KWOK_WORKDIR/$name.lock"
+  flock -w 600 9 || die "timed out waiting for another hack/cluster.sh on cluster '$name'"
+}
+
+# DRAPartitionableDevices, DRADeviceTaints, DRAExtendedResource and DRAConsumableCapacity are
+# alpha (off) before 1.36 and beta (on) from 1.36; kwokctl passes --kube-feature-gates to the
+# apiserver, scheduler and controller-manager alike, which is what these gates need.
+feature_gates() {
+  local minor="${KUBE_VERSION#*.}"; minor="${minor%%.*}"
+  local gates=""
+  if [ "$minor" -lt 36 ]; then
+    gates="DRAPartitionableDevices=true,DRADeviceTaints=true,DRAExtendedResource=true,DRAConsumableCapacity=true"
+  fi
+  if [ -n "${DRA_KWOK_FEATURE_GATES:-}" ]; then gates="${gates:+$gates,}$DRA_KWOK_FEATURE_GATES"; fi
+  echo "$gates"
+}
+
+# Options that have no kwokctl flag go through a KwokctlConfiguration document:
+# - bindAddress: listen on loopback only, not on every interface (kwokctl's default is 0.0.0.0).
+# - *Binary: kwokctl downloads these on demand (snapshots, `kwokctl etcdctl/kectl`); local paths make
+#   such a command fail with "no such file" instead of reaching the network.
+# - kwok-controller patches: the binary runtime always passes --manage-all-nodes=true and has no
+#   selector option, so override it and add the annotation selector (a config patch rather than
+#   --extra-args, whose index bookkeeping in v0.8.0 breaks with more than one component).
+write_kwokctl_config() {
+  cat >"$1" <<EOF
+apiVersion: config.kwok.x-k8s.io/v1alpha1
+kind: KwokctlConfiguration
+options:
+  bindAddress: 127.0.0.1
+  kubectlBinary: $kube_bin/kubectl
+  etcdctlBinary: $etcd_bin/etcdctl
+  etcdutlBinary: $etcd_bin/etcdutl
+  kectlBinary: $kwok_bin/kectl
+componentsPatches:
+- name: kwok-controller
+  extraArgs:
+  - key: manage-all-nodes
+    value: "false"
+    override: true
+  - key: manage-nodes-with-annotation-selector
+    value: $kwok_annotation
+EOF
+}
+
+# A taken apiserver port makes kube-apiserver exit right away; say so before starting anything.
+check_port_free() {
+  [ "$port" = 0 ] && return 0
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    die "port $port is already in use (ss -ltnp 'sport = :$port' shows by whom); pick another --port or omit it"
+  fi
+}
+
+create_cluster() {
+  local cfg gates args
+  cfg="$(mktemp "${TMPDIR:-/tmp}/dra-kwok-kwokctl.XXXXXX.yaml")"
+  write_kwokctl_config "$cfg"
+  gates="$(feature_gates)"
+  args=(create cluster --runtime binary
+    --kubeconfig= # empty: do not merge a context into ~/.kube/config; we write our own file
+    --kube-apiserver-binary "$kube_bin/kube-apiserver"
+    --kube-controller-manager-binary "$kube_bin/kube-controller-manager"
+    --kube-scheduler-binary "$kube_bin/kube-scheduler"
+    --kwok-controller-binary "$kwok_bin/kwok"
+    --etcd-binary "$etcd_bin/etcd"
+    --kube-authorization=true --kube-admission=true
+    --kube-apiserver-port "$port"
+    --wait 0s) # we do our own, stricter readiness check below
+  [ -z "$gates" ] || args+=(--kube-feature-gates "$gates")
+  log "creating cluster '$name' (Kubernetes $KUBE_VERSION${gates:+, gates $gates}); logs: $logs_dir/"
+  local out rc=0
+  out="$(kwokctl -c "$cfg" "${args[@]}" 2>&1)" || rc=$?
+  rm -f "$cfg"
+  if [ "$rc" != 0 ]; then
+    echo "$out" >&2
+    fail "kwokctl create cluster failed (exit $rc)"
+  fi
+}
+
+# Prints "component status" lines; status is Ready when the process is running, Stopped otherwise.
+component_status() { kwokctl get components -o wide 2>/dev/null | tail -n +2; }
+
+stopped_components() { component_status | awk '$2 != "Ready" {print $1}'; }
+
+apiserver_ready() { [ "$(kadmin get --raw /readyz 2>/dev/null)" = ok ]; }
+
+# Healthy = every process runs, the apiserver is ready and serves resource.k8s.io/v1.
+healthy() {
+  cluster_exists || return 1
+  [ -n "$(component_status)" ] && [ -z "$(stopped_components)" ] && apiserver_ready &&
+    kadmin get --raw /apis/resource.k8s.io/v1 >/dev/null 2>&1
+}
+
+# Explains why a component died, from the usual suspects in its log.
+diagnose() {
+  local f="$logs_dir/$1.log"
+  [ -f "$f" ] || return 0
+  if grep -q 'address already in use' "$f"; then
+    echo "  $1: a port it needs is taken: $(grep -o '[0-9.]*:[0-9]*: bind: address already in use' "$f" | head -1)"
+  fi
+}
+
+# Copies the logs out of kwokctl's cluster dir (which `kwokctl delete` removes), prints where they
+# are with the tail of each broken component's log, removes the half-started cluster and exits.
+fail() {
+  local reason="$1" saved="$DRA_KWOK_CACHE/logs/cluster-$name" c
+  echo "cluster.sh: error: $reason" >&2
+  if [ -d "$logs_dir" ]; then
+    rm -rf "$saved"; mkdir -p "$saved"; cp -r "$logs_dir/." "$saved/"
+    echo "component status:" >&2; component_status | sed 's/^/  /' >&2 || true
+    local broken; broken="$(stopped_components || true)"
+    for c in $broken; do
+      diagnose "$c" >&2
+      echo "---- last lines of $saved/$c.log ----" >&2; tail -n 15 "$saved/$c.log" >&2 || true
+    done
+    echo "component logs:" >&2
+    for c in "$saved"/*.log; do echo "  $c" >&2; done
+  fi
+  if cluster_exists; then kwokctl delete cluster --kubeconfig "$(scratch_kubeconfig)" >/dev/null 2>&1 || true; fi
+  exit 1
+}
+
+# kwokctl delete insists on a kubeconfig to remove its context from; hand it a throwaway one so it
+# never edits ~/.kube/config or our own file.
+scratch_kubeconfig() {
+  local f="$KWOK_WORKDIR/scratch-kubeconfig"
+  printf 'apiVersion: v1\nkind: Config\n' >"$f"; echo "$f"
+}
+
+# Waits until the cluster can do what the tests need: processes up, apiserver ready, the
+# controller-manager and scheduler active (the default ServiceAccount exists and both hold their
+# leader lease), and kwok-controller marks an annotated Node Ready.
+wait_ready() {
+  local deadline=$((SECONDS + timeout_s)) step="" broken
+  until healthy && step="kcm" && kadmin -n default get serviceaccount default >/dev/null 2>&1 &&
+    step="leases" && kadmin -n kube-system get lease kube-scheduler kube-controller-manager >/dev/null 2>&1; do
+    broken="$(stopped_components || true)"
+    if [ -n "$broken" ] && [ -n "$(component_status)" ]; then fail "component(s) exited: ${broken//$'\n'/ }"; fi
+    [ $SECONDS -lt $deadline ] || fail "cluster not ready after ${timeout_s}s (stuck at: ${step:-apiserver /readyz})"
+    sleep 1; step=""
+  done
+  probe_kwok "$deadline"
+}
+
+probe_kwok() {
+  local deadline="$1" node="dra-kwok-probe-$RANDOM"
+  kadmin apply -f - >/dev/null <<EOF || fail "could not create probe node $node"
+apiVersion: v1
+kind: Node
+metadata:
+  name: $node
+  annotations: {${kwok_annotation%%=*}: ${kwok_annotation#*=}}
+  labels: {kubernetes.io/hostname: $node}
+status:
+  capacity: {cpu: "1", memory: 1Gi, pods: "1"}
+  allocatable: {cpu: "1", memory: 1Gi, pods: "1"}
+EOF
+  until [ "$(kadmin get node "$node" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" = True ]; do
+    [ $SECONDS -lt "$deadline" ] || fail "kwok-controller did not mark probe node $node Ready within ${timeout_s}s"
+    sleep 0.5
+  done
+  kadmin delete node "$node" --wait=false >/dev/null
+}
+
+# Writes DIR/kubeconfig (self-contained: certs embedded) and DIR/bin with kubectl, helm, kwokctl.
+publish() {
+  mkdir -p "$dir"
+  local tmp="$dir/.kubeconfig.tmp"
+  (umask 077 && kwokctl get kubeconfig >"$tmp") || fail "kwokctl get kubeconfig failed"
+  mv "$tmp" "$dir/kubeconfig"
+  mkdir -p "$dir/bin"
+  ln -sfn "$kube_bin/kubectl" "$dir/bin/kubectl"
+  if [ -x "$helm_bin/helm" ]; then ln -sfn "$helm_bin/helm" "$dir/bin/helm"
+  else log "warning: $helm_bin/helm is not built (make binaries); $dir/bin/helm not linked"; fi
+  # A wrapper rather than a symlink: a bare kwokctl would look for clusters in ~/.kwok and for one
+  # named "kwok"; the flags given by the caller still win, as the last --name counts.
+  rm -f "$dir/bin/kwokctl"
+  cat >"$dir/bin/kwokctl" <<EOF
+#!/bin/sh
+# Generated by hack/cluster.sh: kwokctl for cluster '$name' (state in $KWOK_WORKDIR).
+KWOK_WORKDIR='$KWOK_WORKDIR' KWOK_KUBECTL_BINARY='$kube_bin/kubectl' PATH='$kube_bin':"\$PATH" exec '$kwok_bin/kwokctl' --name '$name' "\$@"
+EOF
+  chmod +x "$dir/bin/kwokctl"
+}
+
+print_usage_hint() {
+  cat <<EOF
+cluster '$name' is ready: Kubernetes $KUBE_VERSION, etcd $ETCD_VERSION, kwok $KWOK_VERSION ($(kadmin config view -o jsonpath='{.clusters[0].cluster.server}'))
+  export KUBECONFIG=$dir/kubeconfig
+  export PATH=$dir/bin:\$PATH
+  kubectl get nodes    # KWOK manages Nodes annotated $kwok_annotation
+component logs: $logs_dir/
+stop it with: make cluster-down   (hack/cluster.sh down --name $name --dir $dir)
+EOF
+}
+
+# The cluster was made with other binaries (e.g. KUBE_VERSION changed): warn, as it keeps running
+# the old ones until it is recreated.
+warn_if_other_binaries() {
+  grep -q "$kube_bin/kube-apiserver" "$cluster_dir/kwok.yaml" 2>/dev/null ||
+    log "warning: cluster '$name' was created with other binaries than Kubernetes $KUBE_VERSION; run 'make cluster-down cluster' to recreate it"
+}
+
+cmd_up() {
+  resolve_binaries
+  lock_cluster
+  if cluster_exists; then
+    warn_if_other_binaries
+    if healthy; then
+      log "cluster '$name' is already running and healthy"
+      publish; print_usage_hint; return
+    fi
+    # Typically after a reboot: the state is there but the processes are gone.
+    log "cluster '$name' exists but is not healthy; restarting its components"
+    kwokctl start cluster >/dev/null 2>&1 || fail "kwokctl start cluster failed"
+  else
+    check_port_free
+    create_cluster
+  fi
+  wait_ready
+  publish
+  print_usage_hint
+}
+
+cmd_down() {
+  resolve_binaries
+  lock_cluster
+  if cluster_exists; then
+    log "deleting cluster '$name'"
+    kwokctl delete cluster --kubeconfig "$(scratch_kubeconfig)" >/dev/null 2>&1 ||
+      die "kwokctl delete cluster failed; run '$dir/bin/kwokctl delete cluster' to see why"
+  else
+    log "no cluster '$name'; nothing to delete"
+  fi
+  # Only remove what `up` wrote for this cluster, so a DIR shared with another cluster is kept.
+  if grep -q "current-context: kwok-$name\$" "$dir/kubeconfig" 2>/dev/null; then
+    rm -f "$dir/kubeconfig"
+    rm -rf "${dir:?}/bin"
+  fi
+  rmdir "$dir" 2>/dev/null || true
+}
+
+cmd_status() {
+  resolve_binaries
+  cluster_exists || { echo "no cluster '$name'"; exit 1; }
+  component_status
+  if healthy; then echo "cluster '$name' is healthy"; else echo "cluster '$name' is NOT healthy (logs: $logs_dir/)"; exit 1; fi
+}
+
+# Test clusters are named dra-kwok-test-<pid>-<suffix> by tests/support/cluster.py; one whose pytest
+# process is gone (killed before its teardown ran) would otherwise keep five processes running.
+cmd_prune() {
+  resolve_binaries
+  local d n pid
+  for d in "$KWOK_WORKDIR"/clusters/dra-kwok-test-*; do
+    [ -d "$d" ] || continue
+    n="$(basename "$d")"; pid="${n#dra-kwok-test-}"; pid="${pid%%-*}"
+    if [[ "$pid" =~ ^[0-9]+$ ]] && ! kill -0 "$pid" 2>/dev/null; then
+      log "pruning test cluster '$n' (its test process $pid is gone)"
+      name="$n" cluster_dir="$d"
+      lock_cluster
+      kwokctl delete cluster --kubeconfig "$(scratch_kubeconfig)" >/dev/null 2>&1 || log "warning: could not delete '$n'"
+    fi
+  done
+}
+
+main() {
+  parse_args "$@"
+  case "$cmd" in
+    up) cmd_up ;;
+    down) cmd_down ;;
+    status) cmd_status ;;
+    prune) cmd_prune ;;
+    *) log "unknown command '$cmd'"; usage ;;
+  esac
+}
+
+main "$@"

@@ -1,0 +1,196 @@
+"""A real local DRA-capable KWOK cluster for tests: started and stopped through hack/cluster.sh.
+
+Each test run gets its own cluster (unique name, kubeconfig in a temp dir), so it never clashes
+with a developer's `make cluster`. Alternatively an existing cluster can be reused by kubeconfig.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kubernetes import client as k8s_client
+from kubernetes import config as k8s_config
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CLUSTER_SH = REPO_ROOT / "hack" / "cluster.sh"
+BUILD_BINARIES_SH = REPO_ROOT / "hack" / "build-binaries.sh"
+
+# hack/cluster.sh prunes clusters with this prefix whose pid (the next name part) is gone.
+TEST_CLUSTER_PREFIX = "dra-kwok-test"
+
+# The annotation that makes kwok-controller manage a Node (see hack/cluster.sh).
+KWOK_NODE_ANNOTATION = {"kwok.x-k8s.io/node": "fake"}
+
+
+class ClusterError(RuntimeError):
+    """hack/cluster.sh failed; the message carries its output (which names the component logs)."""
+
+
+class KubectlError(RuntimeError):
+    """kubectl exited non-zero; the message carries the command and its stderr."""
+
+    def __init__(self, args: list[str], returncode: int, stdout: str, stderr: str) -> None:
+        self.returncode = returncode
+        self.stdout = stdout
+        self.stderr = stderr
+        super().__init__(f"kubectl {' '.join(args)} exited {returncode}:\n{stderr.strip() or stdout.strip()}")
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """A running cluster: its name, admin kubeconfig, and a directory holding kubectl (and helm,
+    kwokctl when started by hack/cluster.sh)."""
+
+    name: str
+    kubeconfig: Path
+    bindir: Path
+
+    def kubectl(
+        self,
+        *args: str,
+        input: str | None = None,
+        timeout: float = 60.0,
+        kubeconfig: Path | None = None,
+    ) -> str:
+        """Runs kubectl against this cluster (as admin unless `kubeconfig` says otherwise) and returns
+        its stdout; raises KubectlError with stderr on failure."""
+        cmd = [str(self.bindir / "kubectl"), "--kubeconfig", str(kubeconfig or self.kubeconfig), *args]
+        proc = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=timeout, check=False)
+        if proc.returncode != 0:
+            raise KubectlError(list(args), proc.returncode, proc.stdout, proc.stderr)
+        return proc.stdout
+
+    def get_json(self, *args: str, kubeconfig: Path | None = None) -> Any:
+        """`kubectl get ARGS -o json`, parsed."""
+        return json.loads(self.kubectl("get", *args, "-o", "json", kubeconfig=kubeconfig))
+
+    def apply(self, *objects: Mapping[str, Any]) -> str:
+        """`kubectl apply` of the given objects (dicts, as they would be written in YAML)."""
+        body = {"apiVersion": "v1", "kind": "List", "items": list(objects)}
+        return self.kubectl("apply", "-f", "-", input=json.dumps(body))
+
+    def api_client(self) -> k8s_client.ApiClient:
+        """A kubernetes.client.ApiClient for this cluster's admin kubeconfig."""
+        return k8s_config.new_client_from_config(config_file=str(self.kubeconfig))
+
+    def service_account_kubeconfig(self, namespace: str, name: str, path: Path, duration: str = "1h") -> Path:
+        """Writes a kubeconfig that authenticates as ServiceAccount NAMESPACE/NAME with a
+        TokenRequest token, so requests through it are subject to RBAC; returns `path`."""
+        token = self.kubectl("create", "token", name, "-n", namespace, "--duration", duration).strip()
+        admin = yaml.safe_load(self.kubeconfig.read_text())
+        context = next(c for c in admin["contexts"] if c["name"] == admin["current-context"])
+        cluster = next(c for c in admin["clusters"] if c["name"] == context["context"]["cluster"])
+        user = f"system:serviceaccount:{namespace}:{name}"
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [cluster],
+            "users": [{"name": user, "user": {"token": token}}],
+            "contexts": [{"name": user, "context": {"cluster": cluster["name"], "user": user}}],
+            "current-context": user,
+        }
+        path.write_text(yaml.safe_dump(config))
+        path.chmod(0o600)
+        return path
+
+
+def _run_cluster_sh(*args: str) -> str:
+    proc = subprocess.run(
+        [str(CLUSTER_SH), *args], capture_output=True, text=True, timeout=900, check=False, cwd=REPO_ROOT
+    )
+    if proc.returncode != 0:
+        raise ClusterError(
+            f"hack/cluster.sh {' '.join(args)} exited {proc.returncode}:\n{proc.stderr}{proc.stdout}"
+        )
+    return proc.stdout
+
+
+def unique_cluster_name() -> str:
+    """A cluster name that hack/cluster.sh prune can attribute to this process."""
+    return f"{TEST_CLUSTER_PREFIX}-{os.getpid()}-{secrets.token_hex(2)}"
+
+
+def start_cluster(workdir: Path, name: str | None = None) -> Cluster:
+    """Starts a cluster (hack/cluster.sh up) whose kubeconfig and bin/ go into `workdir`.
+    Leftovers of earlier killed test runs are pruned first. Raises ClusterError on failure."""
+    _run_cluster_sh("prune")
+    name = name or unique_cluster_name()
+    _run_cluster_sh("up", "--name", name, "--dir", str(workdir))
+    return Cluster(name=name, kubeconfig=workdir / "kubeconfig", bindir=workdir / "bin")
+
+
+def stop_cluster(cluster: Cluster) -> None:
+    """Deletes a cluster started by start_cluster (hack/cluster.sh down)."""
+    _run_cluster_sh("down", "--name", cluster.name, "--dir", str(cluster.kubeconfig.parent))
+
+
+@contextmanager
+def running_cluster(workdir: Path) -> Iterator[Cluster]:
+    """A cluster for the duration of the block, deleted afterwards even if the block raises."""
+    cluster = start_cluster(workdir)
+    try:
+        yield cluster
+    finally:
+        stop_cluster(cluster)
+
+
+def existing_cluster(kubeconfig: Path) -> Cluster:
+    """A cluster that someone else runs (e.g. `make cluster`), reached through `kubeconfig`.
+    kubectl comes from a bin/ next to the kubeconfig (as .cluster/ has) or from the binary cache."""
+    kubeconfig = kubeconfig.resolve()
+    if not kubeconfig.is_file():
+        raise ClusterError(f"kubeconfig {kubeconfig} does not exist")
+    bindir = kubeconfig.parent / "bin"
+    if not (bindir / "kubectl").exists():
+        out = subprocess.run(
+            [str(BUILD_BINARIES_SH), "--print-bindir", "kubernetes"], capture_output=True, text=True, check=True
+        )
+        bindir = Path(out.stdout.strip())
+    context = yaml.safe_load(kubeconfig.read_text()).get("current-context", "")
+    cluster = Cluster(name=str(context).removeprefix("kwok-"), kubeconfig=kubeconfig, bindir=bindir)
+    try:
+        if cluster.kubectl("get", "--raw", "/readyz", timeout=15).strip() != "ok":
+            raise ClusterError(f"the cluster of {kubeconfig} is not ready")
+    except (KubectlError, subprocess.TimeoutExpired) as e:
+        raise ClusterError(f"cannot reach the cluster of {kubeconfig}: {e}") from e
+    return cluster
+
+
+def kwok_node(
+    name: str,
+    *,
+    cpu: str = "32",
+    memory: str = "256Gi",
+    pods: str = "110",
+    labels: Mapping[str, str] | None = None,
+    annotations: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """A Node manifest that kwok-controller manages (it marks it Ready and runs its pods).
+    Capacity holds only cpu/memory/pods: DRA-backed extended resources must not appear there."""
+    resources = {"cpu": cpu, "memory": memory, "pods": pods}
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            "annotations": {**KWOK_NODE_ANNOTATION, **(annotations or {})},
+            "labels": {
+                "type": "kwok",
+                "kubernetes.io/hostname": name,
+                "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": "amd64",
+                **(labels or {}),
+            },
+        },
+        "spec": {},
+        "status": {"capacity": dict(resources), "allocatable": dict(resources)},
+    }
