@@ -49,6 +49,8 @@ def parse_yaml(text: str, what: str) -> tuple[Any, list[Issue]]:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
         return None, [Issue((), f"{what} is not valid YAML{where}: {problem}", fix="fix the YAML syntax")]
+    except RecursionError:
+        return None, [Issue((), f"{what} is nested too deeply to parse", fix="flatten the document")]
 
 
 def load_config_text(text: str) -> tuple[FallbackConfig | None, list[Issue]]:
@@ -124,6 +126,8 @@ def _raw_driver_issues(data: MappingABC[str, Any]) -> list[Issue]:
 def config_text_from_configmap(configmap: MappingABC[str, Any], key: str) -> tuple[str | None, list[Issue]]:
     """The configuration text stored under `key` of a ConfigMap object."""
     data = configmap.get("data") or {}
+    if not isinstance(data, MappingABC):
+        return None, [Issue(("data",), "must be a mapping of keys to strings", type(data).__name__)]
     if key not in data:
         present = ", ".join(sorted(data)) or "none"
         return None, [Issue(("data", key), f"the ConfigMap has no key {key!r} (keys present: {present})")]

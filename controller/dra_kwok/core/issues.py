@@ -25,16 +25,23 @@ def format_path(path: Path) -> str:
     for part in path:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part.replace("_", "").replace("-", "").isalnum() and "." not in part and "/" not in part:
+        elif (
+            len(part) <= 80 and part.replace("_", "").replace("-", "").isalnum() and "." not in part and "/" not in part
+        ):
             out += f".{part}" if out else part
         else:
-            out += f"[{part!r}]"
+            out += f"[{_short(part)}]"
     return out or "<root>"
 
 
 def _short(value: Any, limit: int = 80) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def shown(value: Any, limit: int = 80) -> str:
+    """`repr(value)` cut to `limit` characters, for quoting user input inside a message."""
+    return _short(value, limit)
 
 
 @dataclass(frozen=True, slots=True)

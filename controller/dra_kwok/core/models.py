@@ -11,6 +11,7 @@ duplicate names, size limits) live in `validation`.
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -19,18 +20,22 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     StrictBool,
     StrictInt,
     StrictStr,
     field_validator,
+    model_serializer,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
 
 from . import names
+from .issues import shown
 from .quantity import quantity_problem
 
 MAX_DEVICES_PER_POOL = 1024
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 MAX_REQUIREMENTS = 100
 MIN_WEIGHT, MAX_WEIGHT = 1, 10000
 RESOURCE_API_VERSION = "resource.k8s.io/v1"
@@ -51,9 +56,19 @@ class Model(BaseModel):
         validate_default=False,
     )
 
+    @model_serializer(mode="wrap")
+    def _without_unknown_keys(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # Unknown keys are kept only to be reported; they must never reach the API.
+        data = handler(self)
+        if isinstance(data, dict):
+            for key in self.model_extra or {}:
+                data.pop(key, None)
+        return data
+
     def to_api(self) -> dict[str, Any]:
-        """The object as the Kubernetes API spells it (camelCase, unset fields left out)."""
-        return self.model_dump(by_alias=True, exclude_none=True, exclude_defaults=True)
+        """The object as the Kubernetes API spells it (camelCase, unset fields and unknown keys left out)."""
+        data: dict[str, Any] = self.model_dump(by_alias=True, exclude_none=True, exclude_defaults=True)
+        return data
 
 
 def _quantity(value: Any) -> str:
@@ -94,6 +109,12 @@ class Attribute(Model):
                 f"a number with a fraction ({value}) is not an attribute type; quote it to make a "
                 f'string ("{value}"), or write {{version: "{value}.0"}} for a version'
             )
+        if isinstance(value, date):
+            raise ValueError(f'a date ({value}) is not an attribute type; quote it to make a string ("{value}")')
+        if isinstance(value, dict):
+            for key in ("string", "version"):
+                if isinstance(value.get(key), float | int | date) and not isinstance(value.get(key), bool):
+                    raise ValueError(f'{key} must be text: quote the value ({key}: "{value[key]}")')
         return value
 
     @model_validator(mode="after")
@@ -102,12 +123,14 @@ class Attribute(Model):
         set_ += [k for k, v in (("string", self.string), ("version", self.version)) if v is not None]
         if len(set_) != 1:
             raise ValueError(f"exactly one of int, bool, string or version must be set (found {set_ or 'none'})")
+        if self.int_ is not None and not INT64_MIN <= self.int_ <= INT64_MAX:
+            raise ValueError(f"int values must fit in 64 bits ({INT64_MIN} to {INT64_MAX})")
         if self.string is not None and len(self.string) > 64:
             raise ValueError(f"string values must be at most 64 characters (has {len(self.string)})")
         if self.version is not None:
             problem = names.semver_problem(self.version)
             if problem:
-                raise ValueError(f"version {self.version!r} {problem}")
+                raise ValueError(f"version {shown(self.version)} {problem}")
         return self
 
     @property
@@ -148,7 +171,7 @@ class Counter(Model):
 def _dns_label(value: str) -> str:
     problem = names.dns_label_problem(value)
     if problem:
-        raise ValueError(f"{value!r} {problem}")
+        raise ValueError(f"{shown(value)} {problem}")
     return value
 
 
@@ -157,7 +180,7 @@ def _qualified_name(key: str) -> str:
     if problem:
         fixes = names.suggest_identifiers(key)
         hint = f"; use {' or '.join(repr(f) for f in fixes)}" if fixes else ""
-        raise ValueError(f"invalid name {key!r}: {problem}{hint}")
+        raise ValueError(f"invalid name {shown(key)}: {problem}{hint}")
     return key
 
 
@@ -190,7 +213,7 @@ class Taint(Model):
     def _key(cls, value: str) -> str:
         problem = names.label_name_problem(value)
         if problem:
-            raise ValueError(f"taint key {value!r}: {problem}")
+            raise ValueError(f"taint key {shown(value)}: {problem}")
         return value
 
     @field_validator("value")
@@ -198,7 +221,7 @@ class Taint(Model):
     def _value(cls, value: str | None) -> str | None:
         problem = names.label_value_problem(value or "")
         if problem:
-            raise ValueError(f"taint value {value!r}: {problem}")
+            raise ValueError(f"taint value {shown(value)}: {problem}")
         return value
 
 
@@ -223,7 +246,7 @@ class DeviceTemplate(Model):
     def _name(cls, value: str) -> str:
         problem = names.dns_label_problem(value)
         if problem:
-            raise ValueError(f"device name {value!r} {problem}")
+            raise ValueError(f"device name {shown(value)} {problem}")
         return value
 
     @model_validator(mode="after")
@@ -256,7 +279,7 @@ class LabelSelectorRequirement(Model):
     def _values_fit_operator(self) -> LabelSelectorRequirement:
         problem = names.label_name_problem(self.key)
         if problem:
-            raise ValueError(f"key {self.key!r}: {problem}")
+            raise ValueError(f"key {shown(self.key)}: {problem}")
         if self.operator in ("In", "NotIn") and not self.values:
             raise ValueError(f"operator {self.operator} needs at least one value")
         if self.operator in ("Exists", "DoesNotExist") and self.values:
@@ -286,7 +309,7 @@ class LabelSelector(Model):
         for key, val in value.items():
             problem = names.label_name_problem(key) or names.label_value_problem(val)
             if problem:
-                raise ValueError(f"label {key}={val!r}: {problem}")
+                raise ValueError(f"label {shown(key)}={shown(val)}: {problem}")
         return value
 
 
@@ -332,12 +355,14 @@ class Requirement(Model):
     def _values_fit_operator(self) -> Requirement:
         problem = names.label_name_problem(self.key)
         if problem:
-            raise ValueError(f"key {self.key!r}: {problem}")
+            raise ValueError(f"key {shown(self.key)}: {problem}")
         if self.operator in ("In", "NotIn") and not self.values:
             raise ValueError(f"operator {self.operator} needs at least one value")
         if self.operator in ("Exists", "DoesNotExist") and self.values:
             raise ValueError(f"operator {self.operator} takes no values (remove 'values')")
-        if self.operator in ("Gt", "Lt", "Gte", "Lte") and (len(self.values) != 1 or not self.values[0].isdigit()):
+        if self.operator in ("Gt", "Lt", "Gte", "Lte") and (
+            len(self.values) != 1 or not (self.values[0].isascii() and self.values[0].isdigit())
+        ):
             raise ValueError(f"operator {self.operator} needs exactly one non-negative integer value, e.g. ['4']")
         return self
 
@@ -390,5 +415,5 @@ class OverlaySpec(Model):
                 raise ValueError(f"capacity {key!r} is restricted: only extended resources (domain/name) may be set")
             problem = names.label_name_problem(key)
             if problem:
-                raise ValueError(f"capacity name {key!r}: {problem}")
+                raise ValueError(f"capacity name {shown(key)}: {problem}")
         return value

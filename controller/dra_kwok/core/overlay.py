@@ -30,7 +30,8 @@ class OverlayRule:
 
 def load_overlay(obj: Mapping[str, Any]) -> tuple[OverlayRule | None, list[Issue]]:
     """Validate a DRANodeOverlay manifest (metadata.name and spec). None when there is an error."""
-    name = str((obj.get("metadata") or {}).get("name") or "")
+    metadata = obj.get("metadata")
+    name = str(metadata.get("name") or "") if isinstance(metadata, Mapping) else ""
     raw_spec = obj.get("spec")
     if not name:
         return None, [Issue(("metadata", "name"), "is required")]

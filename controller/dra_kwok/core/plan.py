@@ -35,16 +35,19 @@ from .render import (
 _QUANTITY_KEYS = frozenset({"value", "default", "min", "max", "step"})
 
 
-def _normalize(value: Any, key: str = "") -> Any:
+def _normalize(value: Any, key: str = "", quantities: bool = True) -> Any:
     """A form in which two spellings of the same content compare equal (quantities by value,
-    server-filled taint times and empty fields ignored)."""
+    server-filled taint times and empty fields ignored). A taint's `value` is a label value, not
+    a quantity, so nothing under `taints` is compared by quantity."""
     if isinstance(value, dict):
         return {
-            k: _normalize(v, k) for k, v in value.items() if k != "timeAdded" and v is not None and v != [] and v != {}
+            k: _normalize(v, k, quantities and k != "taints")
+            for k, v in value.items()
+            if k != "timeAdded" and v is not None and v != [] and v != {}
         }
     if isinstance(value, list):
-        return [_normalize(v, key) for v in value]
-    if isinstance(value, str) and key in _QUANTITY_KEYS | {"validValues"}:
+        return [_normalize(v, key, quantities) for v in value]
+    if quantities and isinstance(value, str) and key in _QUANTITY_KEYS | {"validValues"}:
         try:
             return str(parse_quantity(value).normalize())
         except ValueError:
@@ -149,6 +152,7 @@ def plan_node(
     observed: Iterable[ObservedSlice],
     managed_by: str,
     written: Mapping[str, tuple[str, str]] | None = None,
+    protected: frozenset[str] = frozenset(),
 ) -> NodePlan:
     """The writes that take `observed` (this node's managed slices) to `desired`.
 
@@ -156,15 +160,25 @@ def plan_node(
     (resourceVersion, content fingerprint) of our last write to it: a slice still at that
     version is taken as what we meant even if the apiserver dropped fields (feature gates off),
     which would otherwise make us rewrite it forever.
+
+    `protected` names sources ("overlay/x", or "mapping/*" for every mapping) whose configuration
+    is currently unknown because it never validated: pools published from them are left as they
+    are, so bad input never deletes or rewrites what was there.
     """
     written = written or {}
+    wanted = {p.driver: p for p in desired.pools} if desired else {}
+    # A slice name can pass from one driver to another (`{node}-devices` when the only driver
+    # changes); the driver is immutable, so the old slice goes with the pool that now wants the
+    # name, which deletes it before creating its own.
+    name_owner = {s.name: p.driver for p in wanted.values() for s in p.slices}
     by_driver: dict[str, list[ObservedSlice]] = {}
     for obs in observed:
-        by_driver.setdefault(obs.driver, []).append(obs)
+        by_driver.setdefault(name_owner.get(obs.name, obs.driver), []).append(obs)
     plans: list[PoolPlan] = []
-    wanted = {p.driver: p for p in desired.pools} if desired else {}
     for driver in sorted(set(by_driver) | set(wanted)):
         have = by_driver.get(driver, [])
+        if any(is_protected(o.source, protected) for o in have):
+            continue
         pool = wanted.get(driver)
         if pool is None or desired is None:
             plans.append(
@@ -179,6 +193,12 @@ def plan_node(
     return NodePlan(node_name, tuple(plans))
 
 
+def is_protected(source: str | None, protected: frozenset[str]) -> bool:
+    if not source or not protected:
+        return False
+    return source in protected or f"{source.split('/', 1)[0]}/*" in protected
+
+
 def _plan_pool(
     node: NodeRef,
     pool: DesiredPool,
@@ -190,8 +210,8 @@ def _plan_pool(
     current = {o.name: o for o in have}
     pre_deletes = []
     for o in have:
-        if o.name in wanted_names and (o.pool != pool.pool or o.node_name != node.name):
-            pre_deletes.append(Delete(o.name, o.uid, "immutable pool name or node changed"))
+        if o.name in wanted_names and (o.pool != pool.pool or o.node_name != node.name or o.driver != pool.driver):
+            pre_deletes.append(Delete(o.name, o.uid, "immutable driver, pool name or node changed"))
             del current[o.name]
     obsolete = [Delete(o.name, o.uid, "obsolete") for o in current.values() if o.name not in wanted_names]
     same_pool = [o for o in current.values() if o.pool == pool.pool]

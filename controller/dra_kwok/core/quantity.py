@@ -7,7 +7,9 @@ wrote with what we read back must compare values, not strings.
 from __future__ import annotations
 
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, DecimalException, InvalidOperation
+
+from .issues import shown
 
 _QUANTITY = re.compile(
     r"^(?P<num>[+-]?(?:\d+(?:\.\d*)?|\.\d+))"
@@ -22,19 +24,22 @@ def parse_quantity(text: str) -> Decimal:
     """The value of a quantity string such as `16Gi`, `500m` or `1e3`; ValueError if malformed."""
     match = _QUANTITY.match(text.strip()) if isinstance(text, str) else None
     if not match or text != text.strip():
-        raise ValueError(f"{text!r} is not a quantity (examples: 16Gi, 80G, 500m, 4)")
+        raise ValueError(f"{shown(text)} is not a quantity (examples: 16Gi, 80G, 500m, 4)")
     try:
         number = Decimal(match["num"])
     except InvalidOperation as exc:  # pragma: no cover - the regex admits only valid decimals
-        raise ValueError(f"{text!r} is not a quantity") from exc
+        raise ValueError(f"{shown(text)} is not a quantity") from exc
     suffix = match["suffix"] or ""
-    if suffix in _BINARY:
-        return number * _BINARY[suffix]
-    if suffix in _DECIMAL:
-        return number * _DECIMAL[suffix]
-    if suffix:
-        return number * (Decimal(10) ** int(suffix[1:]))
-    return number
+    try:
+        if suffix in _BINARY:
+            return number * _BINARY[suffix]
+        if suffix in _DECIMAL:
+            return number * _DECIMAL[suffix]
+        if suffix:
+            return number * (Decimal(10) ** int(suffix[1:]))
+        return +number
+    except DecimalException as exc:  # an exponent such as 1e9999999 overflows Decimal
+        raise ValueError(f"{shown(text)} is out of range for a quantity") from exc
 
 
 def quantity_problem(value: object) -> str | None:

@@ -21,6 +21,7 @@ from .validation import PoolSpec
 
 MAX_DEVICES_PER_SLICE = 128
 MAX_DEVICES_PER_SLICE_ADVANCED = 64  # with taints or consumesCounters
+MAX_CONSUMED_COUNTERS_PER_SLICE = 1024  # 1.34: counters in all devices' consumesCounters of a slice
 MAX_STRING_ATTRIBUTE = 64
 
 LABEL_PREFIX = "dra-kwok.test.karpenter.sh"
@@ -103,15 +104,20 @@ def _compile(pool: PoolSpec) -> _Compiled:
         return hit[1]
     devices: list[tuple[Body, bool, int]] = []
     advanced = False
+    most_counters = 0
     for tmpl in pool.devices:
         advanced = advanced or bool(tmpl.taints or tmpl.consumes_counters)
+        most_counters = max(most_counters, sum(len(c.counters) for c in tmpl.consumes_counters))
         for index, name in enumerate(tmpl.device_names()):
             body, dynamic = _device_body(tmpl, name)
             devices.append((body, dynamic, index))
     compiled = _Compiled(
         tuple(devices),
         tuple(_counter_set_body(c) for c in pool.counter_sets),
-        MAX_DEVICES_PER_SLICE_ADVANCED if advanced else MAX_DEVICES_PER_SLICE,
+        min(
+            MAX_DEVICES_PER_SLICE_ADVANCED if advanced else MAX_DEVICES_PER_SLICE,
+            MAX_CONSUMED_COUNTERS_PER_SLICE // max(most_counters, 1),
+        ),
     )
     _COMPILED[id(pool)] = (pool, compiled)  # the pool is kept alive so its id is not reused
     if len(_COMPILED) > _COMPILED_MAX:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 from .models import LabelSelector, Requirement
@@ -25,11 +26,12 @@ def selector_matches(selector: LabelSelector, labels: Mapping[str, str]) -> bool
     return True
 
 
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+
+
 def _as_int(text: str) -> int | None:
-    try:
-        return int(text)
-    except ValueError:
-        return None
+    """The label's integer value as Go's strconv parses it (Python's int() also takes '4_0' and ' 4')."""
+    return int(text) if _INTEGER.fullmatch(text) else None
 
 
 def requirement_matches(req: Requirement, labels: Mapping[str, str]) -> bool:

@@ -1,0 +1,176 @@
+"""The only place that talks to the kube-apiserver for writes and listings.
+
+Built on the kubernetes client's async API (`kubernetes.aio`) for authentication and transport,
+but sends raw JSON and reads raw JSON: pydantic model (de)serialisation of every slice would
+cost more CPU than the rest of the controller. Concurrency is bounded by a semaphore (the client
+has no QPS limiter); 429 honours Retry-After; 5xx and connection errors back off exponentially.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+from kubernetes.aio import client as aio_client
+from kubernetes.aio import config as aio_config
+
+from . import metrics
+
+log = logging.getLogger("dra_kwok.api")
+
+SLICES_PATH = "/apis/resource.k8s.io/v1/resourceslices"
+OVERLAYS_PATH = "/apis/test.karpenter.sh/v1alpha1/dranodeoverlays"
+NODES_PATH = "/api/v1/nodes"
+RETRYABLE = frozenset({429, 500, 502, 503, 504})
+MAX_ATTEMPTS = 8
+
+
+class ApiError(Exception):
+    """A non-retryable (or retried-out) API failure, with the server's status and message."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        self.status = status
+        self.reason = reason
+        self.message = message
+        super().__init__(f"{status} {reason}: {message}")
+
+    @property
+    def not_found(self) -> bool:
+        return self.status == 404
+
+    @property
+    def conflict(self) -> bool:
+        return self.status == 409
+
+
+async def load_api_client(kubeconfig: str | None, pool_size: int) -> aio_client.ApiClient:
+    """An ApiClient from a kubeconfig file, $KUBECONFIG, ~/.kube/config, or the in-cluster account."""
+    configuration = aio_client.Configuration()
+    try:
+        await aio_config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=kubeconfig, client_configuration=configuration, persist_config=False
+        )
+    except aio_config.ConfigException:
+        if kubeconfig:
+            raise
+        aio_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    configuration.connection_pool_maxsize = pool_size
+    configuration.retries = None  # retries are ours: one policy, counted in metrics
+    return aio_client.ApiClient(configuration)
+
+
+class KubeApi:
+    """Raw JSON requests with bounded concurrency and retries."""
+
+    def __init__(self, api_client: aio_client.ApiClient, concurrency: int) -> None:
+        self._client = api_client
+        self._inflight = asyncio.Semaphore(concurrency)
+
+    async def close(self) -> None:
+        await self._client.close()  # type: ignore[no-untyped-call]
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, str] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+        verb: str = "",
+    ) -> Any:
+        """Send one request; returns the decoded JSON body (None when empty)."""
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        _, url, headers, _, _ = await self._client.param_serialize(
+            method, path, query_params=list((query or {}).items()), header_params=headers, auth_settings=["BearerToken"]
+        )
+        delay = 0.2
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            status, reason, text, retry_after = await self._send(method, url, headers, body)
+            metrics.API_REQUESTS.labels(verb=verb or method.lower(), code=str(status)).inc()
+            if 200 <= status < 300:
+                return json.loads(text) if text else None
+            if status not in RETRYABLE or attempt == MAX_ATTEMPTS:
+                raise ApiError(status, reason, _message(text))
+            wait = retry_after if status == 429 and retry_after is not None else delay
+            wait = min(wait, 10.0) * (0.8 + 0.4 * random.random())
+            log.debug("%s %s: %s %s, retrying in %.2fs", method, path, status, reason, wait)
+            await asyncio.sleep(wait)
+            delay = min(delay * 2, 10.0)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _send(
+        self, method: str, url: str, headers: dict[str, str], body: Any
+    ) -> tuple[int, str, str, float | None]:
+        async with self._inflight:
+            try:
+                resp = await self._client.call_api(
+                    method, url, header_params=dict(headers), body=body, _preload_content=False
+                )
+                text = (await resp.read()).decode()  # type: ignore[no-untyped-call]
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                return 503, f"connection error ({type(exc).__name__})", str(exc), None
+        retry = resp.headers.get("Retry-After")
+        return resp.status, resp.reason or "", text, float(retry) if retry and retry.isdigit() else None
+
+    async def list_all(
+        self, path: str, label_selector: str | None = None, field_selector: str | None = None, limit: int = 500
+    ) -> tuple[list[dict[str, Any]], str]:
+        """Every item of a collection, paged; and the list's resourceVersion."""
+        items: list[dict[str, Any]] = []
+        query = {"limit": str(limit)}
+        if label_selector:
+            query["labelSelector"] = label_selector
+        if field_selector:
+            query["fieldSelector"] = field_selector
+        while True:
+            page = await self.request("GET", path, query=query, verb="list")
+            items.extend(page.get("items") or [])
+            cont = (page.get("metadata") or {}).get("continue")
+            if not cont:
+                return items, (page.get("metadata") or {}).get("resourceVersion", "")
+            query["continue"] = cont
+
+    async def apply(self, path: str, name: str, manifest: Mapping[str, Any], field_manager: str) -> dict[str, Any]:
+        """Server-side apply under our field manager, forcing ownership of the fields we set."""
+        result: dict[str, Any] = await self.request(
+            "PATCH",
+            f"{path}/{name}",
+            query={"fieldManager": field_manager, "force": "true"},
+            body=manifest,
+            content_type="application/apply-patch+yaml",
+            verb="apply",
+        )
+        return result
+
+    async def delete(self, path: str, name: str, uid: str | None = None) -> bool:
+        """Delete with a UID precondition; False if it was already gone."""
+        body = {"kind": "DeleteOptions", "apiVersion": "v1"}
+        if uid:
+            body["preconditions"] = {"uid": uid}  # type: ignore[assignment]
+        try:
+            await self.request("DELETE", f"{path}/{name}", body=body, verb="delete")
+        except ApiError as exc:
+            if exc.not_found:
+                return False
+            raise
+        return True
+
+    async def merge_patch(self, path: str, body: Mapping[str, Any], verb: str = "patch") -> Any:
+        return await self.request("PATCH", path, body=body, content_type="application/merge-patch+json", verb=verb)
+
+    async def post(self, path: str, body: Mapping[str, Any], verb: str = "create") -> Any:
+        return await self.request("POST", path, body=body, verb=verb)
+
+
+def _message(text: str) -> str:
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return text[:500]
+    return str(data.get("message") or text)[:2000] if isinstance(data, dict) else text[:500]

@@ -1,0 +1,28 @@
+"""Prometheus metrics. No per-node or per-slice label values: cardinality stays fixed at any scale."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+RECONCILES = Counter("dra_kwok_reconciles_total", "Node reconciliations, by result.", ["result"])
+RECONCILE_ERRORS = Counter(
+    "dra_kwok_reconcile_errors_total", "Node reconciliations that failed, by reason.", ["reason"]
+)
+API_REQUESTS = Counter(
+    "dra_kwok_api_requests_total", "Requests to the kube-apiserver, by verb and HTTP code.", ["verb", "code"]
+)
+API_WRITES = Counter("dra_kwok_api_writes_total", "Successful writes of ResourceSlices, by verb.", ["verb"])
+PUBLISH_LATENCY = Histogram(
+    "dra_kwok_publish_latency_seconds",
+    "Time from a node's first event to its pools being complete.",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+QUEUE_DEPTH = Gauge("dra_kwok_queue_depth", "Nodes waiting to be reconciled.")
+MANAGED_NODES = Gauge("dra_kwok_managed_nodes", "KWOK nodes known to the controller.")
+MANAGED_SLICES = Gauge("dra_kwok_managed_slices", "ResourceSlices carrying this controller's managed-by label.")
+CONFIG_RELOADS = Counter(
+    "dra_kwok_config_reloads_total",
+    "Configuration loads, by source (configmap, overlay) and result.",
+    ["source", "result"],
+)
+RESYNCS = Counter("dra_kwok_resyncs_total", "Periodic safety-net full resyncs.")

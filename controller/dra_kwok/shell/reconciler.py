@@ -1,0 +1,175 @@
+"""The work queue: dirty nodes in, plans carried out, observed state updated from the responses.
+
+A node is queued at most once; a node that becomes dirty while being reconciled is queued again
+when its worker finishes, so the last event always wins. Each node has a write budget (a token
+bucket) so that a concurrent writer fighting over a slice cannot drive us into a hot loop, and
+failing nodes back off exponentially.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from ..core.plan import Apply, Delete, NodePlan, ObservedSlice, PoolPlan
+from ..core.render import RenderError
+from . import metrics
+from .api import SLICES_PATH, ApiError, KubeApi
+from .world import World
+
+log = logging.getLogger("dra_kwok.reconciler")
+
+BUCKET_SIZE = 10.0  # write rounds a node may use in a burst
+BUCKET_REFILL = 1.0  # rounds per second
+MAX_BACKOFF = 300.0
+
+
+@dataclass(slots=True)
+class _Budget:
+    tokens: float
+    stamp: float
+    failures: int = 0
+
+
+class Reconciler:
+    def __init__(self, world: World, api: KubeApi, workers: int) -> None:
+        self.world = world
+        self.api = api
+        self.workers = workers
+        self.queue: asyncio.Queue[str] = asyncio.Queue()
+        self.queued: set[str] = set()
+        self.running: set[str] = set()
+        self.again: set[str] = set()
+        self.budgets: dict[str, _Budget] = {}
+        self.tasks: list[asyncio.Task[None]] = []
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    def start(self) -> None:
+        self.tasks = [asyncio.create_task(self._worker(), name=f"reconcile-{i}") for i in range(self.workers)]
+
+    async def stop(self) -> None:
+        for t in self.tasks:
+            t.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+    def mark(self, nodes: Iterable[str]) -> None:
+        for node in nodes:
+            if node in self.running:
+                self.again.add(node)
+            elif node not in self.queued:
+                self.queued.add(node)
+                self.queue.put_nowait(node)
+                self.idle.clear()
+        metrics.QUEUE_DEPTH.set(len(self.queued))
+
+    def _later(self, node: str, delay: float) -> None:
+        asyncio.get_running_loop().call_later(delay, self.mark, [node])
+
+    async def _worker(self) -> None:
+        while True:
+            node = await self.queue.get()
+            self.queued.discard(node)
+            self.running.add(node)
+            metrics.QUEUE_DEPTH.set(len(self.queued))
+            try:
+                await self.reconcile(node)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug must not kill the worker; the node is retried with backoff
+                log.exception("unexpected error reconciling node %s", node)
+                metrics.RECONCILE_ERRORS.labels(reason="internal").inc()
+                self._backoff(node)
+            finally:
+                self.running.discard(node)
+                if node in self.again:
+                    self.again.discard(node)
+                    self.mark([node])
+                self.queue.task_done()
+                if not self.queued and not self.running:
+                    self.idle.set()
+
+    async def reconcile(self, name: str) -> None:
+        world = self.world
+        try:
+            desired = world.desired(name)
+        except RenderError as exc:
+            log.error("cannot render slices for node %s: %s", name, exc)
+            metrics.RECONCILE_ERRORS.labels(reason="render").inc()
+            metrics.RECONCILES.labels(result="error").inc()
+            return  # nothing is written; a configuration change re-queues the node
+        plan = world.plan(name, desired)
+        if plan.in_sync:
+            metrics.RECONCILES.labels(result="in_sync").inc()
+            self._published(name)
+            return
+        if not self._take_token(name):
+            metrics.RECONCILES.labels(result="throttled").inc()
+            self._later(name, 1.0 / BUCKET_REFILL)
+            return
+        try:
+            await self.execute(plan)
+        except ApiError as exc:
+            metrics.RECONCILES.labels(result="error").inc()
+            metrics.RECONCILE_ERRORS.labels(reason=f"api_{exc.status}").inc()
+            level = logging.WARNING if exc.conflict or exc.status >= 500 else logging.ERROR
+            log.log(level, "writing slices for node %s failed: %s", name, exc)
+            self._backoff(name)
+            return
+        metrics.RECONCILES.labels(result="written").inc()
+        self.budgets[name].failures = 0
+        # Re-plan once: if the writes converged, this finds the node in sync and records latency.
+        self.mark([name])
+
+    def _published(self, name: str) -> None:
+        node = self.world.nodes.get(name)
+        if node is not None and node.latency_pending:
+            node.latency_pending = False
+            metrics.PUBLISH_LATENCY.observe(time.monotonic() - node.seen_at)
+        if name not in self.world.nodes and name not in self.world.slices:
+            self.budgets.pop(name, None)
+
+    def _take_token(self, name: str) -> bool:
+        now = time.monotonic()
+        b = self.budgets.get(name)
+        if b is None:
+            b = self.budgets[name] = _Budget(BUCKET_SIZE, now)
+        b.tokens = min(BUCKET_SIZE, b.tokens + (now - b.stamp) * BUCKET_REFILL)
+        b.stamp = now
+        if b.tokens < 1.0:
+            return False
+        b.tokens -= 1.0
+        return True
+
+    def _backoff(self, name: str) -> None:
+        b = self.budgets.setdefault(name, _Budget(BUCKET_SIZE, time.monotonic()))
+        b.failures += 1
+        self._later(name, min(MAX_BACKOFF, 0.5 * 2 ** min(b.failures, 10)))
+
+    async def execute(self, plan: NodePlan) -> None:
+        await asyncio.gather(*(self._execute_pool(p) for p in plan.pools))
+
+    async def _execute_pool(self, pool: PoolPlan) -> None:
+        for d in pool.pre_deletes:
+            await self._delete(d)
+        await asyncio.gather(*(self._apply(a) for a in pool.applies))
+        await asyncio.gather(*(self._delete(d) for d in pool.deletes))
+
+    async def _apply(self, op: Apply) -> None:
+        result = await self.api.apply(SLICES_PATH, op.name, op.manifest, self.world.settings.field_manager)
+        metrics.API_WRITES.labels(verb="apply").inc()
+        observed = ObservedSlice.from_api(result)
+        self.world.written[op.name] = (observed.resource_version, op.content_print)
+        self.world.record_slice(observed, ours=True)
+
+    async def _delete(self, op: Delete) -> None:
+        try:
+            await self.api.delete(SLICES_PATH, op.name, op.uid)
+        except ApiError as exc:
+            if not exc.conflict:  # 409: the UID precondition failed, a newer object has the name
+                raise
+        metrics.API_WRITES.labels(verb="delete").inc()
+        self.world.forget_slice(op.name)

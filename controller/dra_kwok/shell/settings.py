@@ -1,0 +1,33 @@
+"""Controller settings, from flags or environment variables, with defaults that work as is."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..core.config import DEFAULT_CONFIGMAP_KEY, DEFAULT_CONFIGMAP_NAME
+from ..core.render import DEFAULT_MANAGED_BY
+from ..core.resolve import KwokNodeRule
+
+DEFAULT_NAMESPACE = "karpenter"
+DEFAULT_FIELD_MANAGER = "dra-kwok-driver"
+
+
+@dataclass(frozen=True)
+class Settings:
+    kubeconfig: str | None = None  # None: in-cluster config, else $KUBECONFIG or ~/.kube/config
+    configmap_name: str = DEFAULT_CONFIGMAP_NAME
+    configmap_namespace: str = DEFAULT_NAMESPACE
+    configmap_key: str = DEFAULT_CONFIGMAP_KEY
+    kwok_nodes: KwokNodeRule = field(default_factory=KwokNodeRule)
+    managed_by: str = DEFAULT_MANAGED_BY
+    field_manager: str = DEFAULT_FIELD_MANAGER
+    owned_drivers: frozenset[str] = frozenset()
+    metrics_port: int = 8080  # 0 disables
+    health_port: int = 8081  # 0 disables
+    bind_address: str = "0.0.0.0"
+    log_format: str = "text"  # or "json"
+    log_level: str = "INFO"
+    concurrency: int = 32  # API requests in flight
+    workers: int = 16  # nodes reconciled at once
+    resync_seconds: float = 300.0  # safety-net full resync; writes nothing when nothing differs
+    status_interval: float = 1.0  # overlay status is recomputed at most this often

@@ -1,0 +1,273 @@
+"""What the controller knows of the cluster, kept up to date from watch events. No I/O.
+
+Every `on_*` method takes one event and returns the names of the nodes it may have changed
+("dirty"), so the reconciler re-plans exactly those. Configuration is kept at its last good
+value: an invalid ConfigMap or overlay changes nothing already published.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..core.config import EMPTY_CONFIG, FallbackConfig, config_text_from_configmap, load_config_text
+from ..core.issues import Issue, errors
+from ..core.overlay import OverlayRule, load_overlay
+from ..core.plan import NodePlan, ObservedSlice, plan_node
+from ..core.render import NodeRef, NodeSlices, render
+from ..core.resolve import Conflict, Resolution, order_overlays, resolve
+from .settings import Settings
+
+log = logging.getLogger("dra_kwok.world")
+
+
+@dataclass(slots=True)
+class NodeRecord:
+    name: str
+    uid: str
+    labels: dict[str, str]
+    kwok: bool
+    seen_at: float  # monotonic time of the first event, for the publish-latency metric
+    latency_pending: bool = True
+
+
+@dataclass(slots=True)
+class OverlayState:
+    """An overlay as last seen, with the last spec that validated."""
+
+    name: str
+    uid: str
+    generation: int
+    rule: OverlayRule | None  # last good; None if no version has ever validated
+    issues: list[Issue]
+    status: dict[str, Any]  # as on the server
+    valid: bool  # whether the current generation validated
+    warned_generation: int = 0
+
+
+@dataclass(slots=True)
+class ConfigState:
+    present: bool = False
+    resource_version: str = ""
+    config: FallbackConfig | None = None  # last good; None if none has ever validated
+    issues: list[Issue] = field(default_factory=list)
+    valid: bool = True
+    uid: str = ""
+    warned_version: str = ""
+
+
+class World:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.nodes: dict[str, NodeRecord] = {}
+        self.overlays: dict[str, OverlayState] = {}
+        self.ordered: list[OverlayRule] = []
+        self.config = ConfigState()
+        self.slices: dict[str, dict[str, ObservedSlice]] = {}  # node -> slice name -> slice
+        self.slice_node: dict[str, str] = {}
+        self.written: dict[str, tuple[str, str]] = {}  # slice -> (resourceVersion, content print) of our write
+        self.drivers_seen: set[str] = set(settings.owned_drivers)
+        self.conflicts: dict[str, tuple[Conflict, ...]] = {}
+        self.version = 0  # bumped on any change relevant to overlay status
+
+    # --- nodes -------------------------------------------------------------------------------
+    def on_node(self, event_type: str | None, obj: Mapping[str, Any]) -> list[str]:
+        meta = obj.get("metadata") or {}
+        name = meta.get("name", "")
+        if event_type == "DELETED":
+            if self.nodes.pop(name, None) is not None:
+                self.version += 1
+            self.conflicts.pop(name, None)
+            return [name] if name in self.slices else []
+        labels = dict(meta.get("labels") or {})
+        kwok = self.settings.kwok_nodes.matches(labels, meta.get("annotations") or {})
+        if meta.get("deletionTimestamp"):
+            kwok = False  # a node on its way out gets nothing new
+        uid = meta.get("uid", "")
+        old = self.nodes.get(name)
+        if not kwok:
+            if old is not None:
+                del self.nodes[name]
+                self.version += 1
+            return [name] if name in self.slices or old is not None else []
+        if old is not None and old.uid == uid and old.labels == labels:
+            return []
+        if old is not None and old.uid != uid:
+            old = None  # recreated under the same name: a new node for the latency metric
+        record = NodeRecord(
+            name, uid, labels, True, old.seen_at if old else time.monotonic(), old.latency_pending if old else True
+        )
+        self.nodes[name] = record
+        self.version += 1
+        return [name]
+
+    # --- configuration -----------------------------------------------------------------------
+    def on_configmap(self, event_type: str | None, obj: Mapping[str, Any]) -> tuple[bool, list[str]]:
+        """Returns (whether the effective configuration changed, dirty nodes)."""
+        meta = obj.get("metadata") or {}
+        if event_type == "DELETED":
+            self.config = ConfigState(present=False, config=EMPTY_CONFIG)
+            log.warning(
+                "ConfigMap %s/%s deleted: no fallback mappings until it is recreated",
+                self.settings.configmap_namespace,
+                self.settings.configmap_name,
+            )
+            return True, self.all_nodes()
+        rv = meta.get("resourceVersion", "")
+        if self.config.present and rv == self.config.resource_version:
+            return False, []
+        text, issues = config_text_from_configmap(obj, self.settings.configmap_key)
+        loaded: FallbackConfig | None = None
+        if text is not None:
+            loaded, issues = load_config_text(text)
+        self.config.present = True
+        self.config.resource_version = rv
+        self.config.uid = meta.get("uid", "")
+        self.config.issues = issues
+        if loaded is None:
+            self.config.valid = False
+            return False, []
+        self.config.valid = True
+        self.config.config = loaded
+        self.drivers_seen |= loaded.drivers
+        return True, self.all_nodes()
+
+    def on_overlay(self, event_type: str | None, obj: Mapping[str, Any]) -> tuple[bool, list[str]]:
+        """Returns (whether resolution may have changed, dirty nodes)."""
+        meta = obj.get("metadata") or {}
+        name = meta.get("name", "")
+        if event_type == "DELETED":
+            state = self.overlays.pop(name, None)
+            self.version += 1
+            if state is not None and state.rule is not None:
+                self._reorder()
+                return True, self.all_nodes()
+            return False, []
+        generation = int(meta.get("generation") or 0)
+        uid = meta.get("uid", "")
+        status = dict(obj.get("status") or {})
+        state = self.overlays.get(name)
+        if state is not None and state.generation == generation and state.uid == uid:
+            state.status = status  # our own status write, or someone else's: no spec change
+            return False, []
+        rule, issues = load_overlay(obj)
+        self.version += 1
+        if state is None or state.uid != uid:
+            state = OverlayState(name, uid, generation, None, issues, status, rule is not None)
+            self.overlays[name] = state
+        state.generation, state.issues, state.status, state.valid = generation, issues, status, rule is not None
+        if rule is None:
+            return False, []
+        state.rule = rule
+        self.drivers_seen |= rule.drivers
+        self._reorder()
+        return True, self.all_nodes()
+
+    def _reorder(self) -> None:
+        self.ordered = order_overlays(s.rule for s in self.overlays.values() if s.rule is not None)
+
+    # --- observed slices ---------------------------------------------------------------------
+    def on_slice(self, event_type: str | None, obj: Mapping[str, Any]) -> list[str]:
+        """Track a managed slice; its node is dirty unless this is the echo of our own write."""
+        meta = obj.get("metadata") or {}
+        name = meta.get("name", "")
+        if event_type == "DELETED":
+            node = self.slice_node.pop(name, None)
+            self.written.pop(name, None)
+            if node is None:
+                return []
+            node_slices = self.slices.get(node, {})
+            node_slices.pop(name, None)
+            if not node_slices:
+                self.slices.pop(node, None)
+            return [node]
+        observed = ObservedSlice.from_api(obj)
+        return self.record_slice(observed)
+
+    def record_slice(self, observed: ObservedSlice, ours: bool = False) -> list[str]:
+        if observed.managed_by != self.settings.managed_by or not observed.node_name:
+            return []
+        previous_node = self.slice_node.get(observed.name)
+        if previous_node is not None and previous_node != observed.node_name:
+            self.slices.get(previous_node, {}).pop(observed.name, None)
+        current = self.slices.setdefault(observed.node_name, {}).get(observed.name)
+        self.slices[observed.node_name][observed.name] = observed
+        self.slice_node[observed.name] = observed.node_name
+        if ours:
+            return []
+        written = self.written.get(observed.name)
+        if written is not None and written[0] == observed.resource_version:
+            return []  # the echo of our own write
+        if current is not None and current.resource_version == observed.resource_version:
+            return []
+        return [observed.node_name]
+
+    def forget_slice(self, name: str) -> None:
+        node = self.slice_node.pop(name, None)
+        self.written.pop(name, None)
+        if node is not None:
+            self.slices.get(node, {}).pop(name, None)
+            if not self.slices.get(node):
+                self.slices.pop(node, None)
+
+    # --- planning ------------------------------------------------------------------------------
+    def all_nodes(self) -> list[str]:
+        return list(set(self.nodes) | set(self.slices))
+
+    def resolution(self, node: NodeRecord) -> Resolution:
+        config = self.config.config or EMPTY_CONFIG
+        return resolve(node.labels, self.ordered, config)
+
+    def desired(self, name: str) -> NodeSlices | None:
+        """What `name` should have, or None. Raises RenderError for a template that does not fit."""
+        node = self.nodes.get(name)
+        if node is None:
+            self.conflicts.pop(name, None)
+            return None
+        res = self.resolution(node)
+        if res.conflicts or name in self.conflicts:
+            if res.conflicts != self.conflicts.get(name, ()):
+                self.version += 1
+            self.conflicts[name] = res.conflicts
+            if not res.conflicts:
+                del self.conflicts[name]
+        if not res.pools:
+            return None
+        return render(NodeRef(node.name, node.uid), res)
+
+    def protected_sources(self) -> frozenset[str]:
+        """Sources whose published slices must not change while their configuration is unknown:
+        a ConfigMap or overlay that has been invalid since it was first seen."""
+        out = set()
+        if self.config.present and self.config.config is None:
+            out.add("mapping/*")
+        out |= {f"overlay/{s.name}" for s in self.overlays.values() if s.rule is None}
+        return frozenset(out)
+
+    def owned_drivers(self) -> frozenset[str]:
+        return frozenset(self.drivers_seen)
+
+    def plan(self, name: str, desired: NodeSlices | None) -> NodePlan:
+        observed = list(self.slices.get(name, {}).values())
+        owned = self.owned_drivers()
+        foreign = [o for o in observed if o.driver not in owned]
+        for o in foreign:
+            log.warning("slice %s has our label but driver %s is not one of ours; leaving it alone", o.name, o.driver)
+        return plan_node(
+            name,
+            desired,
+            [o for o in observed if o.driver in owned],
+            self.settings.managed_by,
+            self.written,
+            self.protected_sources(),
+        )
+
+    def invalid_documents(self) -> Iterable[tuple[str, list[Issue]]]:
+        if self.config.present and not self.config.valid:
+            yield "configmap", errors(self.config.issues)
+        for s in self.overlays.values():
+            if not s.valid:
+                yield f"overlay/{s.name}", errors(s.issues)
