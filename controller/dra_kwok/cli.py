@@ -259,6 +259,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cleanup(args: argparse.Namespace) -> int:
+    """Delete every slice carrying our managed-by label (the chart's pre-delete hook runs this)."""
+    from .shell.cleanup import delete_managed_slices
+
+    configure_logging(args.log_format, "INFO")
+    deleted = asyncio.run(delete_managed_slices(args.kubeconfig or None, args.managed_by))
+    print(f"deleted {deleted} ResourceSlice(s) labelled managed-by={args.managed_by}")
+    return 0
+
+
 def cmd_crd(args: argparse.Namespace) -> int:
     from .crd import render_crd_yaml
 
@@ -334,6 +344,12 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--key", default=DEFAULT_CONFIGMAP_KEY, help="the ConfigMap key holding config.yaml")
     validate.add_argument("-q", "--quiet", action="store_true", help="print only problems")
     validate.set_defaults(func=cmd_validate)
+
+    cleanup = sub.add_parser("cleanup", help="delete all slices this installation manages (used on uninstall)")
+    cleanup.add_argument("--kubeconfig", default=_env("KUBECONFIG", os.environ.get("KUBECONFIG", "")))
+    cleanup.add_argument("--managed-by", default=_env("MANAGED_BY", DEFAULT_MANAGED_BY))
+    cleanup.add_argument("--log-format", choices=("text", "json"), default=_env("LOG_FORMAT", "text"))
+    cleanup.set_defaults(func=cmd_cleanup)
 
     crd = sub.add_parser("crd", help="print the DRANodeOverlay CustomResourceDefinition")
     crd.set_defaults(func=cmd_crd)

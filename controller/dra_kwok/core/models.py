@@ -82,8 +82,9 @@ Quantity = Annotated[str, BeforeValidator(_quantity)]
 
 
 def _value_shorthand(value: Any) -> Any:
-    """The shorthand `80Gi` for `{value: 80Gi}` (capacities and counters)."""
-    return {"value": value} if isinstance(value, str | int) and not isinstance(value, bool) else value
+    """The shorthand `80Gi` for `{value: 80Gi}` (capacities and counters). Any other non-mapping
+    is wrapped too, so that `memory: 1.5` is reported as a bad quantity, not as a bad mapping."""
+    return value if isinstance(value, dict) else {"value": value}
 
 
 class Attribute(Model):

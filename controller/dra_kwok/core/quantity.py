@@ -44,6 +44,8 @@ def parse_quantity(text: str) -> Decimal:
 
 def quantity_problem(value: object) -> str | None:
     """Why `value` (a string or an integer from YAML) is not a quantity, or None."""
+    if isinstance(value, float):
+        return f'a number with a fraction ({value}) must be quoted to be a quantity ("{value}")'
     if isinstance(value, bool) or not isinstance(value, int | str):
         return "must be a quantity string such as 16Gi or 500m, or an integer"
     if isinstance(value, int):

@@ -47,9 +47,9 @@ def overlay_status(
         errs = errors(issues)
         shown = "; ".join(str(i) for i in errs[:3]) + (f"; and {len(errs) - 3} more" if len(errs) > 3 else "")
         kept = (
-            f" The last valid spec (generation {applied_generation}) stays in force."
+            f". The last valid spec (generation {applied_generation}) stays in force."
             if applied_generation
-            else " Nothing is published from it."
+            else ". Nothing is published from it."
         )
         ready = _condition("Ready", "False", "InvalidSpec", shown + kept, generation, prev.get("Ready"), now)
     elif losses and len(losses) >= matched_nodes > 0:

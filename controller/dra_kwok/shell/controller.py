@@ -217,7 +217,7 @@ class Controller:
                 generation=state.generation,
                 valid=state.valid,
                 issues=state.issues,
-                applied_generation=state.generation if state.valid else None,
+                applied_generation=state.applied_generation if state.rule is not None else None,
                 matched_nodes=matched,
                 conflicts=losses.get(state.name, []),
                 previous=state.status,

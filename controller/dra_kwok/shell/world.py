@@ -45,6 +45,7 @@ class OverlayState:
     issues: list[Issue]
     status: dict[str, Any]  # as on the server
     valid: bool  # whether the current generation validated
+    applied_generation: int = 0  # the generation `rule` came from
     warned_generation: int = 0
 
 
@@ -162,6 +163,7 @@ class World:
         if rule is None:
             return False, []
         state.rule = rule
+        state.applied_generation = generation
         self.drivers_seen |= rule.drivers
         self._reorder()
         return True, self.all_nodes()

@@ -1,0 +1,143 @@
+"""The real controller (`dra-kwok run`) as a subprocess against a test cluster.
+
+Tests run it exactly as the container's entrypoint does, so they exercise the CLI, kopf's
+watches and the API writer for real. Each instance gets its own ConfigMap namespace, managed-by
+label value and ports, so instances in one cluster never touch each other's slices.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.support.wait import wait_until
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)$")
+
+
+@dataclass
+class ControllerProcess:
+    kubeconfig: Path
+    namespace: str
+    managed_by: str
+    log_path: Path
+    extra_args: Sequence[str] = ()
+    metrics_port: int = field(default_factory=free_port)
+    health_port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable, "-m", "dra_kwok.cli", "run",
+            "--kubeconfig", str(self.kubeconfig),
+            "--namespace", self.namespace,
+            "--managed-by", self.managed_by,
+            "--metrics-port", str(self.metrics_port),
+            "--health-port", str(self.health_port),
+            "--bind-address", "127.0.0.1",
+            *self.extra_args,
+        ]  # fmt: skip
+
+    def start(self, wait: bool = True) -> ControllerProcess:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DRA_KWOK_")}
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, env=env)
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        def ready() -> bool:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise AssertionError(f"controller exited with {self.proc.returncode}:\n{self.log()}")
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/readyz", timeout=2) as r:
+                return bool(r.status == 200)
+
+        wait_until(ready, timeout=timeout, what="the controller to become ready", describe=self.log, interval=0.2)
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup handlers, as in a crash or an OOM kill."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def stop(self) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        return self.proc.returncode
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log(self) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return text[-20000:]
+
+    def metrics(self) -> dict[str, float]:
+        """Samples by name with labels, e.g. `dra_kwok_api_writes_total{verb="apply"}`."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        out: dict[str, float] = {}
+        for line in text.splitlines():
+            m = _SAMPLE.match(line)
+            if m and not line.startswith("#"):
+                out[m.group(1) + (m.group(2) or "")] = float(m.group(3))
+        return out
+
+    def metric(self, name: str) -> float:
+        """The sum of all samples of `name` over its labels (0 when absent)."""
+        return sum(v for k, v in self.metrics().items() if k == name or k.startswith(name + "{"))
+
+    def writes(self) -> float:
+        return self.metric("dra_kwok_api_writes_total")
+
+
+@contextmanager
+def running_controller(
+    kubeconfig: Path,
+    namespace: str,
+    workdir: Path,
+    extra_args: Sequence[str] = (),
+    managed_by: str | None = None,
+) -> Iterator[ControllerProcess]:
+    """A started controller, stopped afterwards; its log is printed on failure by pytest's capture."""
+    ctl = ControllerProcess(
+        kubeconfig=kubeconfig,
+        namespace=namespace,
+        managed_by=managed_by or f"dra-kwok-{namespace}",
+        log_path=workdir / f"controller-{time.monotonic_ns()}.log",
+        extra_args=extra_args,
+    )
+    ctl.start()
+    try:
+        yield ctl
+    finally:
+        code = ctl.stop()
+        if code not in (0, None, -signal.SIGTERM, -signal.SIGKILL):
+            print(f"controller exited with {code}; log:\n{ctl.log()}")
