@@ -41,8 +41,9 @@ class Scenario:
     # --- objects --------------------------------------------------------------------------------
     def node(self, name: str, instance_type: str = "gpu-small", **labels: str) -> dict[str, Any]:
         self.cleanup.delete_later("node", name)
-        obj = kwok_node(name, labels={"dra-kwok-test": self.tag, "node.kubernetes.io/instance-type": instance_type,
-                                      **labels})
+        obj = kwok_node(
+            name, labels={"dra-kwok-test": self.tag, "node.kubernetes.io/instance-type": instance_type, **labels}
+        )
         self.cluster.apply(obj)
         return self.cluster.get_json("node", name)  # type: ignore[no-any-return]
 
@@ -58,43 +59,65 @@ class Scenario:
         }
 
     def mapping_config(self, count: int = 2, instance_type: str = "gpu-small", extra: str = "") -> str:
-        return yaml.safe_dump(
-            {
-                "driver": DRIVER,
-                "mappings": [
-                    {
-                        "name": "small",
-                        "nodeSelector": {
-                            "matchLabels": {"dra-kwok-test": self.tag, "node.kubernetes.io/instance-type": instance_type}
-                        },
-                        "resourceSlice": {
-                            "devices": [
-                                {"name": "gpu", "count": count, "attributes": {"model": "t4", "memory": "16Gi"},
-                                 "capacity": {"memory": "16Gi"}}
-                            ]
-                        },
-                    }
-                ],
-            }
-        ) + extra
+        return (
+            yaml.safe_dump(
+                {
+                    "driver": DRIVER,
+                    "mappings": [
+                        {
+                            "name": "small",
+                            "nodeSelector": {
+                                "matchLabels": {
+                                    "dra-kwok-test": self.tag,
+                                    "node.kubernetes.io/instance-type": instance_type,
+                                }
+                            },
+                            "resourceSlice": {
+                                "devices": [
+                                    {
+                                        "name": "gpu",
+                                        "count": count,
+                                        "attributes": {"model": "t4", "memory": "16Gi"},
+                                        "capacity": {"memory": "16Gi"},
+                                    }
+                                ]
+                            },
+                        }
+                    ],
+                }
+            )
+            + extra
+        )
 
     def overlay(self, name: str, spec: dict[str, Any]) -> None:
         self.cleanup.delete_later("dranodeoverlay", name)
         self.cluster.apply(
-            {"apiVersion": "test.karpenter.sh/v1alpha1", "kind": "DRANodeOverlay", "metadata": {"name": name},
-             "spec": spec}
+            {
+                "apiVersion": "test.karpenter.sh/v1alpha1",
+                "kind": "DRANodeOverlay",
+                "metadata": {"name": name},
+                "spec": spec,
+            }
         )
 
-    def overlay_spec(self, devices: list[dict[str, Any]], weight: int | None = 10, instance_type: str = "gpu-small",
-                     driver: str = DRIVER) -> dict[str, Any]:
+    def overlay_spec(
+        self,
+        devices: list[dict[str, Any]],
+        weight: int | None = 10,
+        instance_type: str = "gpu-small",
+        driver: str = DRIVER,
+    ) -> dict[str, Any]:
         spec: dict[str, Any] = {
             "requirements": [
                 {"key": "dra-kwok-test", "operator": "In", "values": [self.tag]},
                 {"key": "node.kubernetes.io/instance-type", "operator": "In", "values": [instance_type]},
             ],
             "resourceSlices": [
-                {"apiVersion": "resource.k8s.io/v1", "kind": "ResourceSlice", "spec": {"driver": driver,
-                                                                                        "devices": devices}}
+                {
+                    "apiVersion": "resource.k8s.io/v1",
+                    "kind": "ResourceSlice",
+                    "spec": {"driver": driver, "devices": devices},
+                }
             ],
         }
         if weight is not None:
@@ -113,8 +136,9 @@ class Scenario:
         return sorted(d["name"] for s in self.slices(node) for d in s["spec"].get("devices") or [])
 
     def controller(self, *extra_args: str) -> Any:
-        return running_controller(self.cluster.kubeconfig, self.namespace, self.workdir, extra_args,
-                                  managed_by=self.managed_by)
+        return running_controller(
+            self.cluster.kubeconfig, self.namespace, self.workdir, extra_args, managed_by=self.managed_by
+        )
 
     def unique(self, prefix: str) -> str:
         return f"{prefix}-{secrets.token_hex(4)}"

@@ -47,7 +47,13 @@ def test_new_node_gets_seed_named_slice_and_the_scheduler_allocates_from_it(
     assert spec["devices"][0]["attributes"] == {"model": {"string": "t4"}, "memory": {"string": "16Gi"}}
     assert spec["devices"][0]["capacity"] == {"memory": {"value": "16Gi"}}
     [owner] = slice_["metadata"]["ownerReferences"]
-    assert owner == {"apiVersion": "v1", "kind": "Node", "name": node, "uid": obj["metadata"]["uid"], "controller": True}
+    assert owner == {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "name": node,
+        "uid": obj["metadata"]["uid"],
+        "controller": True,
+    }
     assert slice_["metadata"]["labels"] == {
         LABEL_MANAGED_BY: scenario.managed_by,
         LABEL_NODE: node,
@@ -74,29 +80,41 @@ def test_new_node_gets_seed_named_slice_and_the_scheduler_allocates_from_it(
         pod = cluster.get_json("pod", "dra-pod", "-n", ns)
         return pod["status"].get("phase") == "Running" and pod["spec"].get("nodeName") == node
 
-    wait_until(running, timeout=60, what="the DRA pod to run", describe=lambda: cluster.kubectl(
-        "get", "pod,resourceclaim", "-n", ns, "-o", "yaml"))
+    wait_until(
+        running,
+        timeout=60,
+        what="the DRA pod to run",
+        describe=lambda: cluster.kubectl("get", "pod,resourceclaim", "-n", ns, "-o", "yaml"),
+    )
     [claim] = cluster.get_json("resourceclaims", "-n", ns)["items"]
     [result] = claim["status"]["allocation"]["devices"]["results"]
     assert (result["driver"], result["pool"]) == (DRIVER, f"{node}-device-pool")
     assert result["device"] in ("gpu-0", "gpu-1")
 
 
-def test_configmap_change_updates_devices_and_bumps_generation(scenario: Scenario, controller: ControllerProcess) -> None:
+def test_configmap_change_updates_devices_and_bumps_generation(
+    scenario: Scenario, controller: ControllerProcess
+) -> None:
     scenario.config(scenario.mapping_config(count=2))
     node = scenario.unique("kwok")
     scenario.node(node)
     wait_until(lambda: scenario.device_names(node) == ["gpu-0", "gpu-1"], timeout=10, what="two devices")
     changed = time.monotonic()
     scenario.config(scenario.mapping_config(count=3))
-    wait_until(lambda: scenario.device_names(node) == ["gpu-0", "gpu-1", "gpu-2"], timeout=10, what="three devices",
-               interval=0.05)
+    wait_until(
+        lambda: scenario.device_names(node) == ["gpu-0", "gpu-1", "gpu-2"],
+        timeout=10,
+        what="three devices",
+        interval=0.05,
+    )
     print(f"ConfigMap edit -> slice updated: {time.monotonic() - changed:.3f}s")
     [slice_] = scenario.slices(node)
     assert slice_["spec"]["pool"]["generation"] == 2
 
 
-def test_pool_of_many_devices_spans_slices_with_one_generation(scenario: Scenario, controller: ControllerProcess) -> None:
+def test_pool_of_many_devices_spans_slices_with_one_generation(
+    scenario: Scenario, controller: ControllerProcess
+) -> None:
     scenario.config(scenario.mapping_config(count=200))
     node = scenario.unique("kwok")
     scenario.node(node)
@@ -128,8 +146,11 @@ def test_overlay_takes_precedence_and_configmap_takes_over_when_it_is_deleted(
     overlay = scenario.unique("overlay")
     devices = [{"name": "h100", "count": 4, "attributes": {"model": "h100", "uuid": "GPU-{nodeHash}-{index}"}}]
     scenario.overlay(overlay, scenario.overlay_spec(devices))
-    wait_until(lambda: scenario.device_names(node) == ["h100-0", "h100-1", "h100-2", "h100-3"], timeout=10,
-               what="the overlay's devices")
+    wait_until(
+        lambda: scenario.device_names(node) == ["h100-0", "h100-1", "h100-2", "h100-3"],
+        timeout=10,
+        what="the overlay's devices",
+    )
     [slice_] = scenario.slices(node)
     assert slice_["metadata"]["annotations"][ANNOTATION_SOURCE] == f"overlay/{overlay}"
     uuids = {d["attributes"]["uuid"]["string"] for d in slice_["spec"]["devices"]}
@@ -150,7 +171,9 @@ def test_overlay_takes_precedence_and_configmap_takes_over_when_it_is_deleted(
     assert slice_["metadata"]["annotations"][ANNOTATION_SOURCE] == "mapping/small"
 
 
-def test_equal_weight_overlays_conflict_and_the_loser_says_so(scenario: Scenario, controller: ControllerProcess) -> None:
+def test_equal_weight_overlays_conflict_and_the_loser_says_so(
+    scenario: Scenario, controller: ControllerProcess
+) -> None:
     node = scenario.unique("kwok")
     scenario.node(node)
     a, b = f"{scenario.tag}-a", f"{scenario.tag}-b"
@@ -188,15 +211,18 @@ def test_relabel_delete_and_recreate_with_new_uid(scenario: Scenario, controller
     assert slice_["metadata"]["ownerReferences"][0]["uid"] == recreated["metadata"]["uid"]
 
 
-def test_slices_edited_or_deleted_by_someone_else_are_repaired(scenario: Scenario, controller: ControllerProcess) -> None:
+def test_slices_edited_or_deleted_by_someone_else_are_repaired(
+    scenario: Scenario, controller: ControllerProcess
+) -> None:
     scenario.config(scenario.mapping_config(count=3))
     node = scenario.unique("kwok")
     scenario.node(node)
     wait_until(lambda: len(scenario.device_names(node)) == 3, timeout=10, what="three devices")
     name = f"{node}-devices"
     cluster = scenario.cluster
-    cluster.kubectl("patch", "resourceslice", name, "--type=json", "-p",
-                    '[{"op": "remove", "path": "/spec/devices/0"}]')
+    cluster.kubectl(
+        "patch", "resourceslice", name, "--type=json", "-p", '[{"op": "remove", "path": "/spec/devices/0"}]'
+    )
     wait_until(lambda: len(scenario.device_names(node)) == 3, timeout=10, what="the removed device to be restored")
     cluster.kubectl("delete", "resourceslice", name)
     [slice_] = wait_until(lambda: scenario.slices(node) or None, timeout=10, what="the deleted slice to be recreated")
@@ -289,22 +315,39 @@ def test_only_kwok_nodes_and_only_own_slices(scenario: Scenario, controller: Con
     cluster = scenario.cluster
     real = scenario.unique("real")
     scenario.cleanup.delete_later("node", real)
-    cluster.apply({"apiVersion": "v1", "kind": "Node", "metadata": {"name": real, "labels": {
-        "dra-kwok-test": scenario.tag, "node.kubernetes.io/instance-type": "gpu-small"}}})
+    cluster.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": real,
+                "labels": {"dra-kwok-test": scenario.tag, "node.kubernetes.io/instance-type": "gpu-small"},
+            },
+        }
+    )
     node = scenario.unique("kwok")
     scenario.node(node)
     # A slice with our label but another driver, and an unlabelled slice on our node: both stay.
-    foreign = {"apiVersion": "resource.k8s.io/v1", "kind": "ResourceSlice",
-               "metadata": {"name": f"{node}-foreign", "labels": {LABEL_MANAGED_BY: scenario.managed_by,
-                                                                 LABEL_NODE: node}},
-               "spec": {"driver": "other.example.com", "nodeName": node,
-                        "pool": {"name": "p", "generation": 1, "resourceSliceCount": 1}, "devices": []}}
+    foreign = {
+        "apiVersion": "resource.k8s.io/v1",
+        "kind": "ResourceSlice",
+        "metadata": {"name": f"{node}-foreign", "labels": {LABEL_MANAGED_BY: scenario.managed_by, LABEL_NODE: node}},
+        "spec": {
+            "driver": "other.example.com",
+            "nodeName": node,
+            "pool": {"name": "p", "generation": 1, "resourceSliceCount": 1},
+            "devices": [],
+        },
+    }
     unlabelled = {**foreign, "metadata": {"name": f"{node}-theirs"}}
     for obj in (foreign, unlabelled):
         scenario.cleanup.delete_later("resourceslice", obj["metadata"]["name"])
     cluster.apply(foreign, unlabelled)
-    wait_until(lambda: any(s["spec"]["driver"] == DRIVER for s in scenario.slices(node)), timeout=10,
-               what="our slice on the KWOK node")
+    wait_until(
+        lambda: any(s["spec"]["driver"] == DRIVER for s in scenario.slices(node)),
+        timeout=10,
+        what="our slice on the KWOK node",
+    )
     time.sleep(1.5)
     names = {s["metadata"]["name"] for s in cluster.get_json("resourceslices")["items"]}
     assert {f"{node}-foreign", f"{node}-theirs", f"{node}-devices"} <= names
