@@ -42,7 +42,7 @@ test-unit: venv ## Unit tests of the pure core (no cluster).
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
 .PHONY: test
-test: venv binaries lint ## Everything CI runs: lint, unit tests, and the tests against a real local cluster.
+test: venv binaries lint chart-lint ## Everything CI runs: lint, unit tests, and the tests against a real local cluster.
 	$(PY) -m pytest -m 'not slow' $(PYTEST_ARGS)
 
 .PHONY: test-slow
@@ -53,3 +53,35 @@ test-slow: venv binaries ## The long fault and fuzzing tests.
 fmt: venv ## Format and auto-fix.
 	$(VENV)/bin/ruff format controller tests
 	$(VENV)/bin/ruff check --fix controller tests
+
+CRD_FILE := crds/test.karpenter.sh_dranodeoverlays.yaml
+CHART := charts/dra-kwok-driver
+
+.PHONY: crds
+crds: venv ## Regenerate the DRANodeOverlay CRD in crds/ (and the chart's copy) from controller/dra_kwok/crd.py.
+	$(PY) -c 'from dra_kwok.crd import render_crd_yaml; print(render_crd_yaml(), end="")' > $(CRD_FILE).tmp
+	mv $(CRD_FILE).tmp $(CRD_FILE)
+	mkdir -p $(CHART)/crds
+	cp $(CRD_FILE) $(CHART)/crds/
+
+.PHONY: chart-lint
+chart-lint: venv ## helm lint --strict the chart (default and example values); validate its rendered config.yaml.
+	@helm="$$(hack/build-binaries.sh --print-bindir helm)/helm"; \
+	test -x "$$helm" || { echo "no helm at $$helm: run 'make binaries'" >&2; exit 1; }; \
+	for values in "" $(CHART)/examples/*.yaml; do \
+	  "$$helm" lint --strict $(CHART) $${values:+-f $$values} || exit 1; \
+	  "$$helm" template lint $(CHART) $${values:+-f $$values} --show-only templates/configmap.yaml 2>/dev/null \
+	    | $(VENV)/bin/dra-kwok validate - || exit 1; \
+	done
+
+.PHONY: demo
+demo: venv binaries ## The five-minute demo: cluster, chart, driver, KWOK nodes, DRA workloads, a table.
+	@$(PY) hack/demo.py up
+
+.PHONY: demo-table
+demo-table: ## Print the demo's table of nodes, devices and allocations again.
+	@$(PY) hack/demo.py table
+
+.PHONY: demo-down
+demo-down: ## Stop the demo's driver and delete the local cluster.
+	@$(PY) hack/demo.py down

@@ -56,12 +56,15 @@ def _documents(path: str) -> Iterator[tuple[int, Any, list[Issue]]]:
 
 def _kind_of(doc: Any) -> str:
     if isinstance(doc, Mapping):
-        if doc.get("kind") == "ConfigMap":
-            return "ConfigMap"
-        if doc.get("kind") == OVERLAY_KIND:
-            return OVERLAY_KIND
+        kind = doc.get("kind")
+        if kind in ("ConfigMap", OVERLAY_KIND, "List"):
+            return str(kind)
+        if kind:
+            return "other"
         if "mappings" in doc or "driver" in doc:
             return "config"
+        if isinstance(doc.get("config"), Mapping):
+            return "values"  # the Helm chart's values: `config` holds config.yaml
     return "unknown"
 
 
@@ -84,36 +87,49 @@ def _print_issues(out: TextIO, where: str, issues: Sequence[Issue]) -> None:
 
 
 # --- validate ----------------------------------------------------------------------------------
+def _validate_doc(doc: Any, key: str) -> tuple[str, list[Issue]]:
+    """(a label for the document, its findings)."""
+    kind = _kind_of(doc)
+    name = (doc.get("metadata") or {}).get("name", "?") if isinstance(doc, Mapping) else "?"
+    if kind == OVERLAY_KIND:
+        return f" DRANodeOverlay/{name}", load_overlay(doc)[1]
+    if kind == "ConfigMap":
+        return f" ConfigMap/{name}", _load_config_doc(doc, key)[1]
+    if kind == "config":
+        return "", _load_config_doc(doc, key)[1]
+    if kind == "values":
+        return " (Helm values)", [i.under(("config",)) for i in load_config_data(doc["config"])[1]]
+    got = doc.get("kind") if isinstance(doc, Mapping) else type(doc).__name__
+    return "", [
+        Issue(
+            (),
+            "not a ConfigMap, a DRANodeOverlay, a config.yaml or chart values document",
+            got,
+            "check the file; a bare config.yaml needs 'driver' or 'mappings'",
+        )
+    ]
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     total_errors = 0
     for path in args.files:
         for index, doc, parse_issues in _documents(path):
-            where = f"{path}" if index == 0 else f"{path} (document {index + 1})"
-            kind = _kind_of(doc)
-            issues: list[Issue] = list(parse_issues)
-            if not parse_issues:
-                if kind == OVERLAY_KIND:
-                    name = (doc.get("metadata") or {}).get("name", "?")
-                    where += f" DRANodeOverlay/{name}"
-                    issues = load_overlay(doc)[1]
-                elif kind in ("ConfigMap", "config"):
-                    if kind == "ConfigMap":
-                        where += f" ConfigMap/{(doc.get('metadata') or {}).get('name', '?')}"
-                    issues = _load_config_doc(doc, args.key)[1]
-                else:
-                    issues = [
-                        Issue(
-                            (),
-                            "not a ConfigMap, a DRANodeOverlay or a config.yaml document",
-                            (doc.get("kind") if isinstance(doc, Mapping) else type(doc).__name__),
-                            "check the file; a bare config.yaml needs 'driver' or 'mappings'",
-                        )
-                    ]
-            _print_issues(sys.stdout, where, issues)
-            n = len(errors(issues))
-            total_errors += n
-            if not n and not args.quiet:
-                print(f"{where}: ok" + (f" ({len(issues)} warning(s))" if issues else ""))
+            docs = doc.get("items") or [] if _kind_of(doc) == "List" else [doc]
+            for j, item in enumerate(docs):
+                where = path if index == 0 else f"{path} (document {index + 1})"
+                if len(docs) > 1 or _kind_of(doc) == "List":
+                    where += f" items[{j}]"
+                if _kind_of(item) == "other":
+                    if not args.quiet:
+                        print(f"{where}: skipped {item.get('kind')} (not a dra-kwok document)")
+                    continue
+                label, issues = ("", list(parse_issues)) if parse_issues else _validate_doc(item, args.key)
+                where += label
+                _print_issues(sys.stdout, where, issues)
+                n = len(errors(issues))
+                total_errors += n
+                if not n and not args.quiet:
+                    print(f"{where}: ok" + (f" ({len(issues)} warning(s))" if issues else ""))
     if total_errors:
         print(f"{total_errors} error(s)", file=sys.stderr)
         return 1
@@ -363,6 +379,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FileNotFoundError as exc:
         print(f"dra-kwok: {exc.filename}: no such file", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `dra-kwok render ... | head`
+        sys.stderr.close()
+        return 0
     return result
 
 

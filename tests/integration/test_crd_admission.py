@@ -203,14 +203,8 @@ SCHEMA_CASES = [
     bad("taints-too-many", (*DEV0, "taints"), [{"key": f"k{i}", "effect": "None"} for i in range(5)]),
     bad("binding-conditions-too-many", (*DEV1, "bindingConditions"), [f"c{i}" for i in range(5)]),
     bad("binding-condition-name", (*DEV1, "bindingConditions"), ["not a condition"], (*DEV1, "bindingConditions", 0)),
-    # The apiserver rejects duplicates in a ResourceSlice too; the core does not check them yet.
-    bad(
-        "binding-conditions-duplicate",
-        (*DEV1, "bindingConditions"),
-        ["a", "a"],
-        (*DEV1, "bindingConditions", 1),
-        model_rejects=False,
-    ),
+    # The apiserver rejects duplicates in a ResourceSlice too, and so does the core.
+    bad("binding-conditions-duplicate", (*DEV1, "bindingConditions"), ["a", "a"], (*DEV1, "bindingConditions", 1)),
     bad(
         "consumes-too-many",
         (*DEV1, "consumesCounters"),

@@ -126,8 +126,10 @@ class Attribute(Model):
             raise ValueError(f"exactly one of int, bool, string or version must be set (found {set_ or 'none'})")
         if self.int_ is not None and not INT64_MIN <= self.int_ <= INT64_MAX:
             raise ValueError(f"int values must fit in 64 bits ({INT64_MIN} to {INT64_MAX})")
-        if self.string is not None and len(self.string) > 64:
-            raise ValueError(f"string values must be at most 64 characters (has {len(self.string)})")
+        if self.string is not None:
+            problem = names.string_attribute_problem(self.string)
+            if problem:
+                raise ValueError(f"string values {problem}")
         if self.version is not None:
             problem = names.semver_problem(self.version)
             if problem:

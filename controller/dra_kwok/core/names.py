@@ -15,6 +15,7 @@ C_IDENTIFIER_MAX = 32  # DeviceMaxIDLength
 DEVICE_DOMAIN_MAX = 63  # DeviceMaxDomainLength
 DRIVER_NAME_MAX = 63
 LABEL_VALUE_MAX = 63
+STRING_ATTRIBUTE_MAX = 64
 
 _LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -24,7 +25,8 @@ _LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
 _SEMVER = re.compile(
     r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
     r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
-    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
+    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$",
+    re.ASCII,  # \d is ASCII in Go's regexp, not any Unicode digit
 )
 
 
@@ -34,7 +36,7 @@ def dns_label_problem(value: str) -> str | None:
         return "must not be empty"
     if len(value) > DNS1123_LABEL_MAX:
         return f"must be at most {DNS1123_LABEL_MAX} characters (has {len(value)})"
-    if not _LABEL.match(value):
+    if not _LABEL.fullmatch(value):
         return "must be a DNS label: lowercase letters, digits and '-', starting and ending with a letter or digit"
     return None
 
@@ -45,7 +47,7 @@ def dns_subdomain_problem(value: str) -> str | None:
         return "must not be empty"
     if len(value) > DNS1123_SUBDOMAIN_MAX:
         return f"must be at most {DNS1123_SUBDOMAIN_MAX} characters (has {len(value)})"
-    if not _SUBDOMAIN.match(value):
+    if not _SUBDOMAIN.fullmatch(value):
         return (
             "must be a DNS subdomain: lowercase letters, digits, '-' and '.', each dot-separated part "
             "starting and ending with a letter or digit"
@@ -78,7 +80,7 @@ def c_identifier_problem(value: str) -> str | None:
         return "must not be empty"
     if len(value) > C_IDENTIFIER_MAX:
         return f"must be at most {C_IDENTIFIER_MAX} characters (has {len(value)})"
-    if not _C_IDENTIFIER.match(value):
+    if not _C_IDENTIFIER.fullmatch(value):
         return "must be a C identifier: letters, digits and '_', not starting with a digit"
     return None
 
@@ -123,9 +125,11 @@ def suggest_identifiers(value: str) -> list[str]:
 
 def label_name_problem(value: str) -> str | None:
     """A label or taint key: an optional DNS-subdomain prefix and '/', then a name of at most 63."""
-    prefix, _, name = value.rpartition("/")
+    prefix, slash, name = value.rpartition("/")
     if "/" in prefix:
         return "must not contain more than one slash"
+    if slash and not prefix:
+        return "the prefix before '/' must not be empty"
     if prefix:
         problem = dns_subdomain_problem(prefix)
         if problem:
@@ -134,7 +138,7 @@ def label_name_problem(value: str) -> str | None:
         return "the name must not be empty"
     if len(name) > 63:
         return f"the name must be at most 63 characters (has {len(name)})"
-    if not _LABEL_NAME.match(name):
+    if not _LABEL_NAME.fullmatch(name):
         return "the name must be alphanumeric, '-', '_' or '.', starting and ending with an alphanumeric"
     return None
 
@@ -142,15 +146,24 @@ def label_name_problem(value: str) -> str | None:
 def label_value_problem(value: str) -> str | None:
     if len(value) > LABEL_VALUE_MAX:
         return f"must be at most {LABEL_VALUE_MAX} characters (has {len(value)})"
-    if not _LABEL_VALUE.match(value):
+    if not _LABEL_VALUE.fullmatch(value):
         return "must be empty or alphanumeric, '-', '_' or '.', starting and ending with an alphanumeric"
     return None
+
+
+def string_attribute_problem(value: str) -> str | None:
+    """The apiserver limits string attributes to 64 bytes (Go's len), which is 64 characters only in ASCII."""
+    size = len(value.encode())
+    if size <= STRING_ATTRIBUTE_MAX:
+        return None
+    unit = "characters" if size == len(value) else "bytes in UTF-8"
+    return f"must be at most {STRING_ATTRIBUTE_MAX} {unit} (has {size})"
 
 
 def semver_problem(value: str) -> str | None:
     if len(value) > 64:
         return f"must be at most 64 characters (has {len(value)})"
-    if not _SEMVER.match(value):
+    if not _SEMVER.fullmatch(value):
         return "must be a semantic version (semver 2.0.0) such as 1.2.3 or 1.2.3-rc.1"
     return None
 

@@ -7,6 +7,7 @@ Kubernetes 1.34-1.36 so a template valid here is valid on all three.
 
 from __future__ import annotations
 
+import difflib
 from collections import Counter as Tally
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -81,11 +82,13 @@ def pydantic_issues(exc: ValidationError, prefix: Path = ()) -> list[Issue]:
 
 def unknown_key_warnings(model: BaseModel, path: Path = ()) -> Iterator[Issue]:
     """Warn about keys the models kept but do not know (typos such as `atributes`)."""
+    known = [f.alias or n for n, f in type(model).model_fields.items()]
     for key in model.model_extra or {}:
+        close = difflib.get_close_matches(key, known, n=1)
         yield Issue(
             path + (key,),
             "unknown field, ignored",
-            fix="check the spelling against docs/configuration.md",
+            fix=f"did you mean {close[0]!r}?" if close else f"known fields here: {', '.join(known)}",
             severity=Severity.WARNING,
         )
     for name, field in type(model).model_fields.items():
@@ -245,6 +248,9 @@ def _device_issues(path: Path, dev: DeviceTemplate, sets: dict[str, CounterSet])
     ):
         if len(conds) > MAX_BINDING_CONDITIONS:
             issues.append(Issue(path + (field,), f"at most {MAX_BINDING_CONDITIONS} entries", len(conds)))
+        repeated = sorted(c for c, n in Tally(conds).items() if n > 1)
+        if repeated:
+            issues.append(Issue(path + (field,), "must not list a condition twice", repeated))
         for j, cond in enumerate(conds):
             problem = names.label_name_problem(cond)
             if problem:

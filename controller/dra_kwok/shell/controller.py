@@ -177,8 +177,15 @@ class Controller:
                 metrics.CONFIG_RELOADS.labels(source="overlay", result="invalid").inc()
                 log.error("DRANodeOverlay %s is invalid: %s", name, "; ".join(errs))
                 self._event(obj, "Warning", "InvalidSpec", "; ".join(errs[:5]))
-            else:
+            elif state.rule is not None:
                 metrics.CONFIG_RELOADS.labels(source="overlay", result="loaded").inc()
+                log.info(
+                    "DRANodeOverlay %s loaded (generation %d, weight %d, drivers %s)",
+                    name,
+                    state.generation,
+                    state.rule.weight,
+                    ", ".join(sorted(state.rule.drivers)) or "none",
+                )
             for w in warns:
                 log.warning("DRANodeOverlay %s: %s", name, w)
             if warns:
