@@ -71,25 +71,29 @@ resolve_binaries() {
     printf '  missing: %s\n' "${missing[@]}" >&2
     die "binaries for Kubernetes $KUBE_VERSION / etcd $ETCD_VERSION / kwok $KWOK_VERSION are not built; run 'make binaries' (hack/build-binaries.sh) first"
   fi
+  export_kwokctl_env
 }
 
 # kwokctl probes the apiserver with the first `kubectl` on PATH (downloading one if there is none),
 # so our kubectl goes first on PATH as well as into KWOK_KUBECTL_BINARY.
-kwokctl() {
-  PATH="$kube_bin:$PATH" KWOK_KUBECTL_BINARY="$kube_bin/kubectl" \
-    KWOK_KUBE_VERSION="v$KUBE_VERSION" KWOK_ETCD_VERSION="$ETCD_VERSION" \
-    "$kwok_bin/kwokctl" --name "$name" "$@"
+export_kwokctl_env() {
+  export PATH="$kube_bin:$PATH" KWOK_KUBECTL_BINARY="$kube_bin/kubectl"
+  export KWOK_KUBE_VERSION="v$KUBE_VERSION" KWOK_ETCD_VERSION="$ETCD_VERSION"
 }
 
+kwokctl() { "$kwok_bin/kwokctl" --name "$name" "$@" 9>&-; }
+
 # kubectl as the cluster admin, with a short request timeout so a hung apiserver cannot stall us.
-kadmin() { "$kube_bin/kubectl" --kubeconfig "$admin_kubeconfig" --request-timeout=10s "$@"; }
+kadmin() { "$kube_bin/kubectl" --kubeconfig "$admin_kubeconfig" --request-timeout=10s "$@" 9>&-; }
 
 cluster_exists() { [ -f "$cluster_dir/kwok.yaml" ]; }
 
-# One lock per cluster name, so two `up`s (or an `up` racing a `down`) cannot interleave.
+# One lock per cluster name, so two `up`s (or an `up` racing a `down`) cannot interleave. The lock
+# fd (9) must not leak into kwokctl: the components it forks would hold the lock for their lifetime,
+# so every command that may start a long-lived process closes it (9>&-).
 lock_cluster() {
-  mkdir -p "$KWOK_WORKDIR"
-  exec 9>"$KWOK_WORKDIR/$name.lock"
+  mkdir -p "$KWOK_WORKDIR/locks"
+  exec 9>"$KWOK_WORKDIR/locks/$name.lock"
   flock -w 600 9 || die "timed out waiting for another hack/cluster.sh on cluster '$name'"
 }
 
@@ -159,26 +163,57 @@ create_cluster() {
     --wait 0s) # we do our own, stricter readiness check below
   [ -z "$gates" ] || args+=(--kube-feature-gates "$gates")
   log "creating cluster '$name' (Kubernetes $KUBE_VERSION${gates:+, gates $gates}); logs: $logs_dir/"
-  local out rc=0
-  out="$(kwokctl -c "$cfg" "${args[@]}" 2>&1)" || rc=$?
+  # kwokctl waits up to 2 minutes for the apiserver even when it has already exited, so run it in
+  # the background and stop early when a component it started has died.
+  local out="$KWOK_WORKDIR/create-$name.out" kpid rc=0 crashed
+  # A simple command (not the kwokctl function), so that $! is kwokctl itself and can be killed.
+  "$kwok_bin/kwokctl" --name "$name" -c "$cfg" "${args[@]}" >"$out" 2>&1 9>&- &
+  kpid=$!
+  while kill -0 "$kpid" 2>/dev/null; do
+    crashed="$(crashed_components)"
+    if [ -n "$crashed" ]; then
+      kill "$kpid" 2>/dev/null || true; wait "$kpid" 2>/dev/null || true; rm -f "$cfg" "$out"
+      fail "component(s) exited during startup: ${crashed//$'\n'/ }"
+    fi
+    sleep 0.5
+  done
+  wait "$kpid" || rc=$?
   rm -f "$cfg"
   if [ "$rc" != 0 ]; then
-    echo "$out" >&2
+    cat "$out" >&2; rm -f "$out"
     fail "kwokctl create cluster failed (exit $rc)"
   fi
+  rm -f "$out"
 }
 
-# Prints "component status" lines; status is Ready when the process is running, Stopped otherwise.
-component_status() { kwokctl get components -o wide 2>/dev/null | tail -n +2; }
+# The processes kwokctl runs for us, in start order; each has pids/NAME.pid and logs/NAME.log.
+components="etcd kube-apiserver kube-controller-manager kube-scheduler kwok-controller"
 
-stopped_components() { component_status | awk '$2 != "Ready" {print $1}'; }
+# Prints the state of one component: running, exited, or not-started (no pid file yet). We look at
+# the process ourselves rather than asking kwokctl, which takes a zombie for a running process:
+# a dead component stays a zombie while kwokctl (its parent) runs, or for good where pid 1 does not
+# reap orphans (as in some containers and VMs).
+component_state() {
+  local f="$cluster_dir/pids/$1.pid" state
+  [ -f "$f" ] || { echo not-started; return; }
+  state="$(ps -o stat= -p "$(cat "$f" 2>/dev/null || echo 0)" 2>/dev/null || true)"
+  case "$state" in "" | Z*) echo exited ;; *) echo running ;; esac
+}
+
+component_status() { local c; for c in $components; do printf '%-24s %s\n' "$c" "$(component_state "$c")"; done; }
+
+# Components that were started but whose process is gone (not-started ones are not counted, so
+# this can run while kwokctl is still starting them).
+crashed_components() { local c; for c in $components; do [ "$(component_state "$c")" != exited ] || echo "$c"; done; }
+
+all_running() { local c; for c in $components; do [ "$(component_state "$c")" = running ] || return 1; done; }
 
 apiserver_ready() { [ "$(kadmin get --raw /readyz 2>/dev/null)" = ok ]; }
 
 # Healthy = every process runs, the apiserver is ready and serves resource.k8s.io/v1.
 healthy() {
   cluster_exists || return 1
-  [ -n "$(component_status)" ] && [ -z "$(stopped_components)" ] && apiserver_ready &&
+  all_running && apiserver_ready &&
     kadmin get --raw /apis/resource.k8s.io/v1 >/dev/null 2>&1
 }
 
@@ -199,7 +234,7 @@ fail() {
   if [ -d "$logs_dir" ]; then
     rm -rf "$saved"; mkdir -p "$saved"; cp -r "$logs_dir/." "$saved/"
     echo "component status:" >&2; component_status | sed 's/^/  /' >&2 || true
-    local broken; broken="$(stopped_components || true)"
+    local broken; broken="$(crashed_components)"
     for c in $broken; do
       diagnose "$c" >&2
       echo "---- last lines of $saved/$c.log ----" >&2; tail -n 15 "$saved/$c.log" >&2 || true
@@ -225,8 +260,8 @@ wait_ready() {
   local deadline=$((SECONDS + timeout_s)) step="" broken
   until healthy && step="kcm" && kadmin -n default get serviceaccount default >/dev/null 2>&1 &&
     step="leases" && kadmin -n kube-system get lease kube-scheduler kube-controller-manager >/dev/null 2>&1; do
-    broken="$(stopped_components || true)"
-    if [ -n "$broken" ] && [ -n "$(component_status)" ]; then fail "component(s) exited: ${broken//$'\n'/ }"; fi
+    broken="$(crashed_components)"
+    if [ -n "$broken" ]; then fail "component(s) exited: ${broken//$'\n'/ }"; fi
     [ $SECONDS -lt $deadline ] || fail "cluster not ready after ${timeout_s}s (stuck at: ${step:-apiserver /readyz})"
     sleep 1; step=""
   done
@@ -281,8 +316,13 @@ cluster '$name' is ready: Kubernetes $KUBE_VERSION, etcd $ETCD_VERSION, kwok $KW
   export PATH=$dir/bin:\$PATH
   kubectl get nodes    # KWOK manages Nodes annotated $kwok_annotation
 component logs: $logs_dir/
-stop it with: make cluster-down   (hack/cluster.sh down --name $name --dir $dir)
+stop it with: $(down_command)
 EOF
+}
+
+down_command() {
+  if [ "$name" = dra-kwok ] && [ "$dir" = "$root/.cluster" ]; then echo "make cluster-down"
+  else echo "hack/cluster.sh down --name $name --dir $dir"; fi
 }
 
 # The cluster was made with other binaries (e.g. KUBE_VERSION changed): warn, as it keeps running
@@ -303,6 +343,10 @@ cmd_up() {
     fi
     # Typically after a reboot: the state is there but the processes are gone.
     log "cluster '$name' exists but is not healthy; restarting its components"
+    # kwokctl skips components whose pid file names a live (or zombie) process; drop the pid files
+    # of dead ones so that it restarts them.
+    local c
+    for c in $(crashed_components); do rm -f "$cluster_dir/pids/$c.pid"; done
     kwokctl start cluster >/dev/null 2>&1 || fail "kwokctl start cluster failed"
   else
     check_port_free
@@ -352,6 +396,12 @@ cmd_prune() {
       lock_cluster
       kwokctl delete cluster --kubeconfig "$(scratch_kubeconfig)" >/dev/null 2>&1 || log "warning: could not delete '$n'"
     fi
+  done
+  # Test cluster names are never reused, so their lock files can go once their process is gone.
+  for d in "$KWOK_WORKDIR"/locks/dra-kwok-test-*.lock; do
+    [ -f "$d" ] || continue
+    n="$(basename "$d" .lock)"; pid="${n#dra-kwok-test-}"; pid="${pid%%-*}"
+    if [[ "$pid" =~ ^[0-9]+$ ]] && ! kill -0 "$pid" 2>/dev/null && [ ! -d "$KWOK_WORKDIR/clusters/$n" ]; then rm -f "$d"; fi
   done
 }
 

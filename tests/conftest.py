@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.cluster import Cluster, existing_cluster, running_cluster
+from tests.support.cluster import Cleanup, Cluster, existing_cluster, running_cluster
 
 # Point this at a kubeconfig (e.g. .cluster/kubeconfig after `make cluster`) to run the cluster
 # tests against that cluster instead of starting a fresh one; saves ~30 s per run while iterating.
@@ -69,29 +69,6 @@ def unique_name() -> Callable[[str], str]:
         return f"{prefix}-{secrets.token_hex(4)}"
 
     return make
-
-
-class Cleanup:
-    """Objects to delete after the test, newest first (e.g. cluster-scoped Nodes, DeviceClasses,
-    ResourceSlices, which namespace deletion does not cover)."""
-
-    def __init__(self, cluster: Cluster) -> None:
-        self._cluster = cluster
-        self._objects: list[tuple[str, str, str | None]] = []
-
-    def delete_later(self, kind: str, name: str, namespace: str | None = None) -> None:
-        self._objects.append((kind, name, namespace))
-
-    def run(self) -> None:
-        errors = []
-        for kind, name, namespace in reversed(self._objects):
-            ns = ["-n", namespace] if namespace else []
-            try:
-                self._cluster.kubectl("delete", kind, name, *ns, "--ignore-not-found", "--wait=false")
-            except Exception as e:
-                errors.append(str(e))
-        if errors:
-            raise RuntimeError("cleanup failed:\n" + "\n".join(errors))
 
 
 @pytest.fixture

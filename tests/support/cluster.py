@@ -80,7 +80,10 @@ class Cluster:
 
     def api_client(self) -> k8s_client.ApiClient:
         """A kubernetes.client.ApiClient for this cluster's admin kubeconfig."""
-        return k8s_config.new_client_from_config(config_file=str(self.kubeconfig))
+        api: k8s_client.ApiClient = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
+            config_file=str(self.kubeconfig)
+        )
+        return api
 
     def service_account_kubeconfig(self, namespace: str, name: str, path: Path, duration: str = "1h") -> Path:
         """Writes a kubeconfig that authenticates as ServiceAccount NAMESPACE/NAME with a
@@ -103,14 +106,35 @@ class Cluster:
         return path
 
 
+class Cleanup:
+    """Objects to delete after the test, newest first (e.g. cluster-scoped Nodes, DeviceClasses,
+    ResourceSlices, which namespace deletion does not cover)."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self._cluster = cluster
+        self._objects: list[tuple[str, str, str | None]] = []
+
+    def delete_later(self, kind: str, name: str, namespace: str | None = None) -> None:
+        self._objects.append((kind, name, namespace))
+
+    def run(self) -> None:
+        errors = []
+        for kind, name, namespace in reversed(self._objects):
+            ns = ["-n", namespace] if namespace else []
+            try:
+                self._cluster.kubectl("delete", kind, name, *ns, "--ignore-not-found", "--wait=false")
+            except Exception as e:
+                errors.append(str(e))
+        if errors:
+            raise RuntimeError("cleanup failed:\n" + "\n".join(errors))
+
+
 def _run_cluster_sh(*args: str) -> str:
     proc = subprocess.run(
         [str(CLUSTER_SH), *args], capture_output=True, text=True, timeout=900, check=False, cwd=REPO_ROOT
     )
     if proc.returncode != 0:
-        raise ClusterError(
-            f"hack/cluster.sh {' '.join(args)} exited {proc.returncode}:\n{proc.stderr}{proc.stdout}"
-        )
+        raise ClusterError(f"hack/cluster.sh {' '.join(args)} exited {proc.returncode}:\n{proc.stderr}{proc.stdout}")
     return proc.stdout
 
 
