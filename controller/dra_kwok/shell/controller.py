@@ -33,6 +33,7 @@ from .world import World
 
 log = logging.getLogger("dra_kwok.controller")
 COMPONENT = "dra-kwok-driver"
+STATUS_MAX_DELAY = 10.0  # seconds an overlay status may lag behind while the queue is busy
 
 
 def _now() -> str:
@@ -195,12 +196,16 @@ class Controller:
 
     # --- status and events ---------------------------------------------------------------------
     async def _status_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        written_at = 0.0
         while True:
             await asyncio.sleep(self.settings.status_interval)
             if self.world.version == self.status_version or self.api is None:
                 continue
-            if self.reconciler is not None and not self.reconciler.idle.is_set():
-                continue  # conflicts are known once the queue drains
+            busy = self.reconciler is not None and not self.reconciler.idle.is_set()
+            if busy and loop.time() - written_at < STATUS_MAX_DELAY:
+                continue  # conflicts are complete once the queue drains; under constant churn, write anyway
+            written_at = loop.time()
             self.status_version = self.world.version
             try:
                 await self._write_statuses()
