@@ -39,6 +39,12 @@ def _env(name: str, default: str) -> str:
     return os.environ.get(f"DRA_KWOK_{name}", default)
 
 
+def _env_list(name: str) -> list[str] | None:
+    """A comma-separated environment variable as a list; None when unset (the flag's default)."""
+    value = os.environ.get(f"DRA_KWOK_{name}")
+    return [x.strip() for x in value.split(",") if x.strip()] if value else None
+
+
 # --- documents ---------------------------------------------------------------------------------
 def _documents(path: str) -> Iterator[tuple[int, Any, list[Issue]]]:
     """Each YAML document of a file (or '-' for stdin), with parse errors as Issues."""
@@ -276,11 +282,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_cleanup(args: argparse.Namespace) -> int:
-    """Delete every slice carrying our managed-by label (the chart's pre-delete hook runs this)."""
+    """Delete every slice carrying our managed-by label (the chart's post-delete hook runs this)."""
+    from .shell.api import ApiError
     from .shell.cleanup import delete_managed_slices
 
     configure_logging(args.log_format, "INFO")
-    deleted = asyncio.run(delete_managed_slices(args.kubeconfig or None, args.managed_by))
+    try:
+        deleted = asyncio.run(delete_managed_slices(args.kubeconfig or None, args.managed_by))
+    except ApiError as exc:
+        print(f"dra-kwok cleanup: {exc}", file=sys.stderr)
+        return 1
     print(f"deleted {deleted} ResourceSlice(s) labelled managed-by={args.managed_by}")
     return 0
 
@@ -310,14 +321,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--kwok-annotation",
         action="append",
         metavar="KEY",
-        help="an annotation that marks KWOK nodes (repeatable; default kwok.x-k8s.io/node)",
+        default=_env_list("KWOK_ANNOTATIONS"),
+        help="an annotation that marks KWOK nodes (repeatable; env DRA_KWOK_KWOK_ANNOTATIONS, comma-separated; "
+        "default kwok.x-k8s.io/node)",
     )
     run.add_argument(
         "--kwok-label",
         action="append",
         type=_parse_label,
         metavar="KEY=VALUE",
-        help="a label that marks KWOK nodes (repeatable; default type=kwok, kwok.x-k8s.io/provider=kwok)",
+        default=[_parse_label(x) for x in _env_list("KWOK_LABELS") or []] or None,
+        help="a label that marks KWOK nodes (repeatable; env DRA_KWOK_KWOK_LABELS, comma-separated; "
+        "default type=kwok, kwok.x-k8s.io/provider=kwok)",
     )
     run.add_argument(
         "--managed-by",

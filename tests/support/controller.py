@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,8 +43,15 @@ class ControllerProcess:
     metrics_port: int = field(default_factory=free_port)
     health_port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
+    # To run a controller exactly as a manifest describes it (e.g. the chart's Deployment): `argv`
+    # replaces the whole command built from the fields above, and `env` is added to the environment
+    # (the caller's own DRA_KWOK_* are dropped first). The ports must then be the ones `env` sets.
+    argv: Sequence[str] | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
 
     def command(self) -> list[str]:
+        if self.argv is not None:
+            return list(self.argv)
         return [
             sys.executable, "-m", "dra_kwok.cli", "run",
             "--kubeconfig", str(self.kubeconfig),
@@ -58,6 +65,7 @@ class ControllerProcess:
 
     def start(self, wait: bool = True) -> ControllerProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("DRA_KWOK_")}
+        env.update(self.env)
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, env=env)
         if wait:

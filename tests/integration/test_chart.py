@@ -1,0 +1,683 @@
+"""The Helm chart (charts/dra-kwok-driver), for real.
+
+Without a cluster: `helm lint --strict`, the values schema's refusals, and what the templates render
+(RBAC rule by rule, so nothing beyond what the controller needs slips in).
+
+On the local cluster, which has no kubelet: the chart is installed with `replicaCount: 0` and the
+controller runs as a local process in its place, with exactly the command, arguments and
+environment of the rendered Deployment (read back from the release, so the test proves the chart's
+configuration, not a copy of it) and a token of the chart's ServiceAccount instead of the mounted
+one. It then has to do its whole job through the chart's RBAC, and that token is refused what the
+controller must not do. `helm upgrade` must reach the slices; `helm uninstall` must leave none,
+through the post-delete hook Job, whose pod the test runs the way a kubelet would (see
+`run_hook_pod_as_kubelet`).
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from dra_kwok.core.config import load_config_text
+from dra_kwok.core.issues import errors
+from tests.support.cluster import BUILD_BINARIES_SH, REPO_ROOT, Cleanup, Cluster, KubectlError, kwok_node
+from tests.support.controller import ControllerProcess, free_port
+from tests.support.wait import wait_until
+
+CHART = REPO_ROOT / "charts" / "dra-kwok-driver"
+EXAMPLES = sorted((CHART / "examples").glob("*.yaml"))
+MANAGED_BY = "dra-kwok.test.karpenter.sh/managed-by"
+INSTANCE_TYPE = "node.kubernetes.io/instance-type"
+# The hook pod must not land on a KWOK node: kwok would fake its run (and its completion) without
+# running anything. With this selector it stays Pending until the test plays its kubelet.
+NO_NODE = {"dra-kwok.test/hook-runner": "the-test"}
+TIMEOUT = 60.0
+# The venv's console script stands in for the image's `dra-kwok` (both come from `pip install .`).
+LOCAL_PROGRAMS = {"dra-kwok": Path(sys.executable).parent / "dra-kwok"}
+
+
+# --- helm ----------------------------------------------------------------------------------------
+def cached_helm() -> Path:
+    out = subprocess.run(
+        [str(BUILD_BINARIES_SH), "--print-bindir", "helm"], capture_output=True, text=True, check=True
+    ).stdout
+    return Path(out.strip()) / "helm"
+
+
+@dataclass(frozen=True)
+class Helm:
+    binary: Path
+    kubeconfig: Path | None = None
+
+    @staticmethod
+    def for_cluster(cluster: Cluster | None) -> Helm:
+        """The cluster's helm (hack/cluster.sh links it into bin/), else the cached build."""
+        linked = cluster.bindir / "helm" if cluster is not None else None
+        binary = linked if linked is not None and linked.exists() else cached_helm()
+        assert binary.exists(), f"{binary} is missing: run `make binaries`"
+        return Helm(binary, cluster.kubeconfig if cluster is not None else None)
+
+    def command(self, *args: str) -> list[str]:
+        kubeconfig = ["--kubeconfig", str(self.kubeconfig)] if self.kubeconfig else []
+        return [str(self.binary), *kubeconfig, *args]
+
+    def run(self, *args: str, timeout: float = 120.0, check: bool = True) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(self.command(*args), capture_output=True, text=True, timeout=timeout, check=False)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"helm {' '.join(args)} exited {proc.returncode}:\n{proc.stderr}{proc.stdout}")
+        return proc
+
+    def template(self, *args: str, namespace: str = "dra-kwok") -> list[dict[str, Any]]:
+        out = self.run("template", "test", str(CHART), "--namespace", namespace, *args).stdout
+        return [d for d in yaml.safe_load_all(out) if d]
+
+    def template_error(self, *args: str) -> str:
+        proc = self.run("template", "test", str(CHART), *args, check=False)
+        assert proc.returncode != 0, f"helm template {' '.join(args)} succeeded, expected a refusal"
+        return proc.stderr
+
+
+@pytest.fixture(scope="module")
+def helm() -> Helm:
+    return Helm.for_cluster(None)
+
+
+def find(docs: Sequence[Mapping[str, Any]], kind: str, name_suffix: str = "") -> dict[str, Any]:
+    found = [d for d in docs if d["kind"] == kind and d["metadata"]["name"].endswith(name_suffix)]
+    assert len(found) == 1, f"expected one {kind} named *{name_suffix}, got {[d['metadata']['name'] for d in found]}"
+    return dict(found[0])
+
+
+def rules(role: Mapping[str, Any]) -> set[tuple[str, str, str, str]]:
+    """(apiGroup, resource, resourceName or '*', verb) for every combination a Role grants."""
+    return {
+        (group, resource, name, verb)
+        for rule in role["rules"]
+        for group in rule.get("apiGroups", [])
+        for resource in rule["resources"]
+        for name in rule.get("resourceNames", ["*"])
+        for verb in rule["verbs"]
+    }
+
+
+def grants(group: str, resources: Sequence[str], verbs: Sequence[str], name: str = "*") -> set[tuple[str, ...]]:
+    return {(group, r, name, v) for r in resources for v in verbs}
+
+
+def container_env(container: Mapping[str, Any]) -> dict[str, str]:
+    """A container's environment; every value must be literal, so a local process can get it as is."""
+    env = {}
+    for var in container.get("env", []):
+        assert "value" in var and "valueFrom" not in var, f"env {var} is not a literal value"
+        env[var["name"]] = str(var["value"])
+    return env
+
+
+def local_argv(container: Mapping[str, Any]) -> list[str]:
+    """The container's command and args, with the program mapped to the venv's copy of it."""
+    command = list(container.get("command") or [])
+    assert command and command[0] in LOCAL_PROGRAMS, f"unexpected container command {command}"
+    program = LOCAL_PROGRAMS[command[0]]
+    assert program.exists(), f"{program} is missing: `pip install -e .` installs it"
+    return [str(program), *command[1:], *container.get("args", [])]
+
+
+# --- without a cluster ---------------------------------------------------------------------------
+@pytest.mark.parametrize("values", [None, *EXAMPLES], ids=lambda v: v.name if v else "default-values")
+def test_chart_lints_strictly(helm: Helm, values: Path | None) -> None:
+    proc = helm.run("lint", "--strict", str(CHART), *(["-f", str(values)] if values else []))
+    assert "1 chart(s) linted, 0 chart(s) failed" in proc.stdout, proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--set", "config.driver=karpenter.sh/dra-kwok-driver"],
+            "at '/config/driver': 'karpenter.sh/dra-kwok-driver'",
+        ),
+        (["--set", "config.driver=Upper.Case"], "at '/config/driver'"),
+        (["--set", "replicaCount=2"], "at '/replicaCount': maximum: got 2, want 1"),
+        (["--set", "replicaCount=one"], "at '/replicaCount'"),
+        (["--set", "metrics.port=70000"], "at '/metrics/port': maximum"),
+        (["--set", "health.port=0"], "at '/health/port': minimum"),
+        (["--set", "unknownTopLevel=1"], "additional properties 'unknownTopLevel' not allowed"),
+        (["--set", "controller.logFormat=xml"], "at '/controller/logFormat': value must be one of 'json', 'text'"),
+        (["--set", "image.pullPolicy=Sometimes"], "at '/image/pullPolicy'"),
+        (["--set", "configMap.create=yes"], "at '/configMap/create'"),
+        (["--set", "deviceClasses[0].extendedResourceName=gpu"], "at '/deviceClasses/0/extendedResourceName'"),
+        (["--set", "deviceClasses[0].extendedResourceName=kubernetes.io/gpu"], "must not be in the kubernetes.io/"),
+        (["--set", "health.port=8080"], "metrics.port and health.port are both 8080"),
+        (["--set", "config.driver="], "deviceClasses[0]: no driver: set deviceClasses[0].driver or config.driver"),
+        (["--set-json", 'config.mappings=[{"name":"m"}]'], "at '/config/mappings/0': missing properties"),
+        (["--set", "serviceAccount.create=false"], "set serviceAccount.name"),
+    ],
+)
+def test_values_schema_refuses_bad_values(helm: Helm, args: list[str], message: str) -> None:
+    assert message in helm.template_error(*args)
+
+
+def test_rbac_is_exactly_what_the_controller_needs(helm: Helm) -> None:
+    docs = helm.template(namespace="karpenter")
+    by_kind = [(d["kind"], d["metadata"]["name"]) for d in docs if "rbac" in d["apiVersion"]]
+    assert sorted(by_kind) == sorted(
+        [
+            ("ClusterRole", "test-dra-kwok-driver"),
+            ("ClusterRoleBinding", "test-dra-kwok-driver"),
+            ("Role", "test-dra-kwok-driver"),
+            ("RoleBinding", "test-dra-kwok-driver"),
+            ("ClusterRole", "test-dra-kwok-driver-cleanup"),
+            ("ClusterRoleBinding", "test-dra-kwok-driver-cleanup"),
+        ]
+    )
+    cluster_role = next(d for d in docs if d["kind"] == "ClusterRole" and d["metadata"]["name"].endswith("driver"))
+    assert rules(cluster_role) == (
+        grants("", ["nodes"], ["get", "list", "watch"])
+        | grants("resource.k8s.io", ["resourceslices"], ["get", "list", "watch", "create", "patch", "update", "delete"])
+        | grants("test.karpenter.sh", ["dranodeoverlays"], ["get", "list", "watch"])
+        | grants("test.karpenter.sh", ["dranodeoverlays/status"], ["get", "patch", "update"])
+        | grants("", ["events"], ["create", "patch"])
+    )
+    role = find(docs, "Role")
+    assert role["metadata"]["namespace"] == "karpenter"
+    assert rules(role) == grants("", ["configmaps"], ["get", "list", "watch"], name="dra-kwok-configmap")
+    hook_role = find(docs, "ClusterRole", "-cleanup")
+    assert rules(hook_role) == grants("resource.k8s.io", ["resourceslices"], ["list", "delete"])
+    for doc in docs:
+        if doc["kind"] in ("ClusterRoleBinding", "RoleBinding"):
+            assert doc["subjects"] == [
+                {"kind": "ServiceAccount", "name": doc["roleRef"]["name"], "namespace": "karpenter"}
+            ]
+    # With an existing ConfigMap of another name, the Role follows the name, and nothing is rendered.
+    docs = helm.template("--set", "configMap.create=false", "--set", "configMap.name=mine", namespace="karpenter")
+    assert not [d for d in docs if d["kind"] == "ConfigMap"]
+    assert rules(find(docs, "Role")) == grants("", ["configmaps"], ["get", "list", "watch"], name="mine")
+    env = container_env(find(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0])
+    assert env["DRA_KWOK_CONFIGMAP_NAME"] == "mine"
+
+
+def test_hook_and_deployment_are_hardened(helm: Helm) -> None:
+    docs = helm.template(namespace="karpenter")
+    deployment = find(docs, "Deployment")
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    pod = deployment["spec"]["template"]["spec"]
+    job = find(docs, "Job", "-cleanup")
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "post-delete"
+    for spec in (pod, job["spec"]["template"]["spec"]):
+        assert spec["securityContext"]["runAsNonRoot"] is True
+        assert spec["securityContext"]["runAsUser"] == 65532
+        assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        (container,) = spec["containers"]
+        sc = container["securityContext"]
+        assert sc["readOnlyRootFilesystem"] is True
+        assert sc["allowPrivilegeEscalation"] is False
+        assert sc["capabilities"] == {"drop": ["ALL"]}
+        assert container["resources"]["requests"] and container["resources"]["limits"]
+    (container,) = pod["containers"]
+    env = container_env(container)
+    assert env["DRA_KWOK_LOG_FORMAT"] == "json"
+    assert env["DRA_KWOK_NAMESPACE"] == "karpenter"
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"metrics": int(env["DRA_KWOK_METRICS_PORT"]), "health": int(env["DRA_KWOK_HEALTH_PORT"])}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
+    # Optional objects are off by default and render when enabled.
+    assert not [d for d in docs if d["kind"] in ("ServiceMonitor", "PodDisruptionBudget")]
+    on = helm.template("--set", "metrics.serviceMonitor.enabled=true", "--set", "podDisruptionBudget.enabled=true")
+    assert find(on, "ServiceMonitor")["spec"]["endpoints"][0]["port"] == "metrics"
+    assert find(on, "PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
+    off = helm.template("--set", "cleanupOnUninstall=false")
+    assert not [d for d in off if d["metadata"]["name"].endswith("-cleanup")]
+
+
+@pytest.mark.parametrize("values", [None, *EXAMPLES], ids=lambda v: v.name if v else "default-values")
+def test_rendered_configuration_is_valid_seed_format(helm: Helm, values: Path | None) -> None:
+    docs = helm.template(*(["-f", str(values)] if values else []))
+    given = yaml.safe_load(values.read_text()) if values else {}
+    configmaps = [d for d in docs if d["kind"] == "ConfigMap"]
+    if given.get("configMap", {}).get("create") is False:
+        assert configmaps == []
+        return
+    (configmap,) = configmaps
+    text = configmap["data"]["config.yaml"]
+    config, issues = load_config_text(text)
+    assert config is not None and not errors(issues), issues
+    assert yaml.safe_load(text)["mappings"] == given.get("config", {}).get("mappings", [])
+
+
+def test_device_classes(helm: Helm) -> None:
+    (default,) = [d for d in helm.template() if d["kind"] == "DeviceClass"]
+    assert default["metadata"]["name"] == "karpenter.sh.dra-kwok-driver"
+    assert default["spec"] == {
+        "selectors": [{"cel": {"expression": 'device.driver == "karpenter.sh.dra-kwok-driver"'}}]
+    }
+    classes = {
+        d["metadata"]["name"]: d["spec"]
+        for d in helm.template("-f", str(CHART / "examples" / "seed-values.yaml"))
+        if d["kind"] == "DeviceClass"
+    }
+    gpu = classes["gpu.karpenter.sh.dra-kwok-driver"]
+    assert gpu["extendedResourceName"] == "example.com/gpu"
+    assert [s["cel"]["expression"] for s in gpu["selectors"]] == [
+        'device.driver == "karpenter.sh.dra-kwok-driver"',
+        'device.attributes["karpenter.sh.dra-kwok-driver"].device_class == "gpu"',
+    ]
+    assert "extendedResourceName" not in classes["karpenter.sh.dra-kwok-driver"]
+
+
+# --- on the cluster ------------------------------------------------------------------------------
+def chart_values(driver: str, instance_type: str, devices: int) -> dict[str, Any]:
+    """Values for a test release: no pod (no kubelet here), free local ports for the process that
+    stands in for it, and one mapping for nodes of `instance_type`."""
+    return {
+        "replicaCount": 0,
+        "metrics": {"port": free_port()},
+        "health": {"port": free_port()},
+        "cleanupJob": {"nodeSelector": NO_NODE},
+        "config": {
+            "driver": driver,
+            "mappings": [
+                {
+                    "name": "test-gpus",
+                    "nodeSelector": {"matchLabels": {INSTANCE_TYPE: instance_type}},
+                    "resourceSlice": {
+                        "devices": [{"name": "gpu", "count": devices, "attributes": {"model": "T4", "memory": "16Gi"}}]
+                    },
+                }
+            ],
+        },
+    }
+
+
+@dataclass
+class Release:
+    cluster: Cluster
+    helm: Helm
+    name: str
+    namespace: str
+    workdir: Path
+
+    def install(self, values: Mapping[str, Any], action: str = "install") -> None:
+        path = self.workdir / f"values-{time.monotonic_ns()}.json"
+        path.write_text(json.dumps(values))
+        self.helm.run(action, self.name, str(CHART), "-n", self.namespace, "-f", str(path), "--wait", "--timeout=60s")
+
+    def manifest(self) -> list[dict[str, Any]]:
+        out = self.helm.run("get", "manifest", self.name, "-n", self.namespace).stdout
+        return [d for d in yaml.safe_load_all(out) if d]
+
+    def controller(self) -> ControllerProcess:
+        """The controller as the chart's Deployment would run it: its command, args and env, and
+        a token of its ServiceAccount (KUBECONFIG stands in for the mounted in-cluster token)."""
+        deployment = find(self.manifest(), "Deployment")
+        assert deployment["spec"]["replicas"] == 0
+        pod = deployment["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        env = container_env(container)
+        assert env["DRA_KWOK_NAMESPACE"] == self.namespace
+        kubeconfig = self.cluster.service_account_kubeconfig(
+            self.namespace, pod["serviceAccountName"], self.workdir / "controller-sa.kubeconfig"
+        )
+        return ControllerProcess(
+            kubeconfig=kubeconfig,
+            namespace=env["DRA_KWOK_NAMESPACE"],
+            managed_by=env["DRA_KWOK_MANAGED_BY"],
+            log_path=self.workdir / f"controller-{self.name}.log",
+            metrics_port=int(env["DRA_KWOK_METRICS_PORT"]),
+            health_port=int(env["DRA_KWOK_HEALTH_PORT"]),
+            argv=local_argv(container),
+            env={**env, "KUBECONFIG": str(kubeconfig)},
+        )
+
+    def uninstall_without_hooks(self) -> None:
+        """Teardown after a failure or for a test that does not check uninstalling."""
+        self.helm.run("uninstall", self.name, "-n", self.namespace, "--no-hooks", "--ignore-not-found", check=False)
+
+
+@pytest.fixture
+def release(cluster: Cluster, namespace: str, unique_name: Callable[[str], str], tmp_path: Path) -> Iterator[Release]:
+    rel = Release(cluster, Helm.for_cluster(cluster), unique_name("dk"), namespace, tmp_path)
+    yield rel
+    rel.uninstall_without_hooks()
+
+
+@pytest.fixture
+def controllers() -> Iterator[list[ControllerProcess]]:
+    """Controllers started by a test, stopped after it (with the log printed if one crashed)."""
+    started: list[ControllerProcess] = []
+    yield started
+    for ctl in started:
+        code = ctl.stop()
+        if code not in (0, None, -signal.SIGTERM, -signal.SIGKILL):
+            print(f"controller exited with {code}; log:\n{ctl.log()}")
+
+
+def slices(cluster: Cluster, managed_by: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = cluster.get_json("resourceslices", "-l", f"{MANAGED_BY}={managed_by}")["items"]
+    return items
+
+
+def node_slice(cluster: Cluster, managed_by: str, node: str, devices: int) -> dict[str, Any] | None:
+    """The node's only slice, once it has `devices` devices."""
+    mine = [s for s in slices(cluster, managed_by) if s["spec"].get("nodeName") == node]
+    if len(mine) == 1 and len(mine[0]["spec"].get("devices", [])) == devices:
+        return mine[0]
+    return None
+
+
+def describe_slices(cluster: Cluster, ctl: ControllerProcess) -> Callable[[], str]:
+    def describe() -> str:
+        return yaml.safe_dump(slices(cluster, ctl.managed_by)) + "\ncontroller log:\n" + ctl.log()
+
+    return describe
+
+
+def assert_forbidden(cluster: Cluster, kubeconfig: Path, *args: str, input: str | None = None) -> None:
+    with pytest.raises(KubectlError) as denied:
+        cluster.kubectl(*args, kubeconfig=kubeconfig, input=input)
+    assert "forbidden" in denied.value.stderr.lower(), denied.value.stderr
+    assert "system:serviceaccount:" in denied.value.stderr, denied.value.stderr
+
+
+def assert_no_403(ctl: ControllerProcess) -> None:
+    refused = {k: v for k, v in ctl.metrics().items() if 'code="403"' in k}
+    assert not refused, f"the chart's RBAC refused the controller: {refused}\n{ctl.log()}"
+    assert "forbidden" not in ctl.log().lower(), ctl.log()
+
+
+@pytest.mark.cluster
+def test_chart_rbac_lets_the_controller_do_its_whole_job_and_nothing_more(
+    cluster: Cluster,
+    release: Release,
+    controllers: list[ControllerProcess],
+    unique_name: Callable[[str], str],
+    cleanup: Cleanup,
+) -> None:
+    driver = f"{unique_name('gpu')}.chart.dra-kwok.test"
+    overlay_driver = f"{unique_name('fpga')}.chart.dra-kwok.test"
+    mapped_type, overlay_type = unique_name("mapped"), unique_name("overlaid")
+    release.install(chart_values(driver, mapped_type, devices=2))
+    ctl = release.controller()
+    controllers.append(ctl.start())
+    configmap = ctl.env["DRA_KWOK_CONFIGMAP_NAME"]
+
+    # A KWOK node matching the chart's mapping gets its slice.
+    mapped_node, overlaid_node = unique_name("chart-node"), unique_name("chart-node")
+    cleanup.delete_later("node", mapped_node)
+    cleanup.delete_later("node", overlaid_node)
+    cluster.apply(
+        kwok_node(mapped_node, labels={INSTANCE_TYPE: mapped_type}),
+        kwok_node(overlaid_node, labels={INSTANCE_TYPE: overlay_type}),
+    )
+    published = wait_until(
+        lambda: node_slice(cluster, ctl.managed_by, mapped_node, devices=2),
+        timeout=TIMEOUT,
+        what=f"a 2-device slice for node {mapped_node}",
+        describe=describe_slices(cluster, ctl),
+    )
+    assert published["spec"]["driver"] == driver
+
+    # A DRANodeOverlay (CRD installed by the chart) is applied and gets its status written.
+    overlay = unique_name("chart-overlay")
+    cleanup.delete_later("dranodeoverlay", overlay)
+    cluster.apply(
+        {
+            "apiVersion": "test.karpenter.sh/v1alpha1",
+            "kind": "DRANodeOverlay",
+            "metadata": {"name": overlay},
+            "spec": {
+                "weight": 10,
+                "requirements": [{"key": INSTANCE_TYPE, "operator": "In", "values": [overlay_type]}],
+                "resourceSlices": [{"spec": {"driver": overlay_driver, "devices": [{"name": "fpga-0"}]}}],
+            },
+        }
+    )
+
+    def overlay_ready() -> dict[str, Any] | None:
+        status: dict[str, Any] = cluster.get_json("dranodeoverlay", overlay).get("status") or {}
+        ready = [c for c in status.get("conditions", []) if c["type"] == "Ready" and c["status"] == "True"]
+        return status if ready and status.get("matchedNodes") == 1 else None
+
+    wait_until(overlay_ready, timeout=TIMEOUT, what=f"overlay {overlay} status Ready, 1 node", describe=ctl.log)
+    overlaid = wait_until(
+        lambda: node_slice(cluster, ctl.managed_by, overlaid_node, devices=1),
+        timeout=TIMEOUT,
+        what=f"the overlay's slice for node {overlaid_node}",
+        describe=describe_slices(cluster, ctl),
+    )
+    assert overlaid["spec"]["driver"] == overlay_driver
+
+    # An invalid ConfigMap (as a user's edit would make it) gives a Warning Event; the last valid
+    # configuration stays in force.
+    cluster.kubectl(
+        "patch", "configmap", configmap, "-n", release.namespace, "--type=merge",
+        "-p", json.dumps({"data": {"config.yaml": "driver: Not/A/Driver\nmappings: []\n"}}),
+    )  # fmt: skip
+
+    def warning_event() -> dict[str, Any] | None:
+        events = cluster.get_json(
+            "events", "-n", release.namespace, "--field-selector", f"involvedObject.name={configmap}"
+        )["items"]
+        found = [e for e in events if e["reason"] == "InvalidConfiguration" and e["type"] == "Warning"]
+        return found[0] if found else None
+
+    event = wait_until(warning_event, timeout=TIMEOUT, what="an InvalidConfiguration Warning Event", describe=ctl.log)
+    assert event["involvedObject"]["kind"] == "ConfigMap"
+    assert "Not/A/Driver" in event["message"]
+    assert node_slice(cluster, ctl.managed_by, mapped_node, devices=2) is not None
+
+    # All of it went through the chart's RBAC without a single refusal, logged as JSON.
+    assert_no_403(ctl)
+    lines = [json.loads(line) for line in ctl.log().splitlines() if line.strip()]
+    assert lines and all({"time", "level", "logger", "message"} <= line.keys() for line in lines)
+
+    # And the same token is refused everything else.
+    token = ctl.kubeconfig
+    ns = release.namespace
+    assert_forbidden(cluster, token, "get", "secrets", "-n", ns)
+    assert_forbidden(cluster, token, "get", "secrets", "-A")
+    assert_forbidden(cluster, token, "label", "node", mapped_node, "dra-kwok.test/touched=yes")
+    assert_forbidden(
+        cluster, token, "patch", "node", mapped_node, "--type=merge", "-p", '{"spec":{"unschedulable":true}}'
+    )
+    device_class = {"apiVersion": "resource.k8s.io/v1", "kind": "DeviceClass", "metadata": {"name": driver}}
+    assert_forbidden(cluster, token, "create", "-f", "-", input=json.dumps(device_class))
+    assert_forbidden(cluster, token, "get", "configmap", "kube-root-ca.crt", "-n", ns)
+    assert_forbidden(cluster, token, "get", "configmaps", "-n", ns)  # a list without the name's field selector
+    assert_forbidden(cluster, token, "get", "configmap", configmap, "-n", "default")
+    # Only its own ConfigMap, by name or with the field selector the controller uses:
+    cluster.kubectl("get", "configmap", configmap, "-n", ns, kubeconfig=token)
+    cluster.kubectl("get", "configmaps", "-n", ns, f"--field-selector=metadata.name={configmap}", kubeconfig=token)
+    for verb, resource in [
+        ("create", "deviceclasses.resource.k8s.io"),
+        ("update", "nodes"),
+        ("delete", "nodes"),
+        ("create", "pods"),
+        ("get", "secrets"),
+        ("update", "dranodeoverlays.test.karpenter.sh"),
+        ("delete", "dranodeoverlays.test.karpenter.sh"),
+        ("create", "configmaps"),
+        ("update", f"configmaps/{configmap}"),
+        ("create", "resourceclaims.resource.k8s.io"),
+    ]:
+        proc = subprocess.run(
+            [str(cluster.bindir / "kubectl"), "--kubeconfig", str(token), "auth", "can-i", verb, resource, "-n", ns],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert proc.stdout.strip() == "no", f"the controller's token can {verb} {resource}: {proc.stdout}{proc.stderr}"
+
+
+def run_hook_pod_as_kubelet(cluster: Cluster, namespace: str, job_name: str, workdir: Path) -> str:
+    """Plays the kubelet for the hook Job's (unschedulable, hence Pending) pod: runs its container's
+    exact command, args and environment locally with a token of the pod's ServiceAccount, then
+    reports the exit code in the pod's status, as a kubelet would. The Job controller (the real
+    kube-controller-manager) then completes or fails the Job, and Helm's wait on it goes on.
+    Returns the command's output."""
+    job = wait_until(
+        lambda: cluster.get_json("job", job_name, "-n", namespace),
+        timeout=TIMEOUT,
+        what=f"the post-delete hook Job {job_name}",
+    )
+    spec = job["spec"]["template"]["spec"]
+    assert spec["nodeSelector"] == NO_NODE
+    (container,) = spec["containers"]
+    pod = wait_until(
+        lambda: (cluster.get_json("pods", "-n", namespace, "-l", f"job-name={job_name}")["items"] or [None])[0],
+        timeout=TIMEOUT,
+        what=f"the pod of Job {job_name}",
+    )
+    assert pod["status"]["phase"] == "Pending" and not pod["spec"].get("nodeName"), pod["status"]
+    kubeconfig = cluster.service_account_kubeconfig(namespace, spec["serviceAccountName"], workdir / "hook.kubeconfig")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DRA_KWOK_") and k != "KUBECONFIG"}
+    env.update(container_env(container), KUBECONFIG=str(kubeconfig))
+    started = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    proc = subprocess.run(local_argv(container), env=env, capture_output=True, text=True, timeout=120, check=False)
+    finished = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    terminated = {
+        "exitCode": proc.returncode,
+        "reason": "Completed" if proc.returncode == 0 else "Error",
+        "startedAt": started,
+        "finishedAt": finished,
+    }
+    status = {
+        "phase": "Succeeded" if proc.returncode == 0 else "Failed",
+        "containerStatuses": [
+            {
+                "name": container["name"],
+                "image": container["image"],
+                "imageID": "",
+                "ready": False,
+                "restartCount": 0,
+                "started": False,
+                "state": {"terminated": terminated},
+            }
+        ],
+    }
+    cluster.kubectl(
+        "patch", "pod", pod["metadata"]["name"], "-n", namespace, "--subresource=status", "--type=merge",
+        "-p", json.dumps({"status": status}),
+    )  # fmt: skip
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"{container['command']} {container.get('args')} exited {proc.returncode}:\n{output}"
+    return output
+
+
+def gone(cluster: Cluster, *args: str) -> bool:
+    try:
+        cluster.kubectl("get", *args)
+    except KubectlError as e:
+        if "NotFound" in e.stderr:
+            return True
+        raise
+    return False
+
+
+@pytest.mark.cluster
+def test_chart_upgrade_changes_the_slices_and_uninstall_removes_them(
+    cluster: Cluster,
+    release: Release,
+    controllers: list[ControllerProcess],
+    unique_name: Callable[[str], str],
+    cleanup: Cleanup,
+) -> None:
+    driver = f"{unique_name('gpu')}.chart.dra-kwok.test"
+    instance_type = unique_name("upgraded")
+    release.install(chart_values(driver, instance_type, devices=2))
+    ctl = release.controller()
+    controllers.append(ctl.start())
+    node = unique_name("chart-node")
+    cleanup.delete_later("node", node)
+    cluster.apply(kwok_node(node, labels={INSTANCE_TYPE: instance_type}))
+    before = wait_until(
+        lambda: node_slice(cluster, ctl.managed_by, node, devices=2),
+        timeout=TIMEOUT,
+        what=f"a 2-device slice for node {node}",
+        describe=describe_slices(cluster, ctl),
+    )
+
+    # helm upgrade with another device count: the ConfigMap changes, so do the slices.
+    values = chart_values(driver, instance_type, devices=5)
+    values["metrics"], values["health"] = {"port": ctl.metrics_port}, {"port": ctl.health_port}
+    release.install(values, action="upgrade")
+    after = wait_until(
+        lambda: node_slice(cluster, ctl.managed_by, node, devices=5),
+        timeout=TIMEOUT,
+        what=f"node {node}'s slice to have 5 devices after helm upgrade",
+        describe=describe_slices(cluster, ctl),
+    )
+    assert after["spec"]["pool"]["generation"] > before["spec"]["pool"]["generation"]
+    assert_no_403(ctl)
+
+    # helm uninstall, while the controller still runs (as a pod still terminating would): Helm
+    # deletes the release's objects, the controller's RBAC with them, then creates the post-delete
+    # hook, whose pod this test runs, and waits for its Job. (A pre-delete hook would run while the
+    # controller still has its RBAC: it re-creates the deleted slice at once and one is left behind,
+    # which is what this test sees if the hook is switched to pre-delete.)
+    fullname = find(release.manifest(), "Deployment")["metadata"]["name"]
+    out_path = release.workdir / "helm-uninstall.out"
+    with out_path.open("w") as out:
+        uninstall = subprocess.Popen(
+            release.helm.command("uninstall", release.name, "-n", release.namespace, "--timeout=120s"),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        output = run_hook_pod_as_kubelet(cluster, release.namespace, f"{fullname}-cleanup", release.workdir)
+        assert uninstall.wait(timeout=120) == 0, out_path.read_text()
+    finally:
+        if uninstall.poll() is None:
+            uninstall.kill()
+            uninstall.wait()
+    assert "deleted 1 ResourceSlice(s)" in output, output
+
+    # The controller's RBAC was deleted before the hook ran: the still running controller reacted to
+    # the uninstall (its ConfigMap went too) by writing slices, and was refused; the hook did it.
+    assert gone(cluster, "clusterrolebinding", fullname)
+
+    def refused_writes() -> float:
+        samples = ctl.metrics().items()
+        return sum(v for k, v in samples if 'code="403"' in k and ('verb="apply"' in k or 'verb="delete"' in k))
+
+    wait_until(
+        refused_writes,
+        timeout=TIMEOUT,
+        what="the lingering controller's slice writes to be refused",
+        describe=ctl.log,
+    )
+    time.sleep(2)  # a refused controller retries: give it the chance to break this
+    assert slices(cluster, ctl.managed_by) == []
+    ctl.stop()
+
+    # Hook objects are deleted once the hook succeeded; the CRD is kept (Helm never deletes crds/).
+    hook_objects = [
+        ("job", "-n", release.namespace),
+        ("serviceaccount", "-n", release.namespace),
+        ("clusterrole",),
+        ("clusterrolebinding",),
+    ]
+    for kind, *where in hook_objects:
+        wait_until(
+            functools.partial(gone, cluster, kind, f"{fullname}-cleanup", *where),
+            timeout=TIMEOUT,
+            what=f"hook {kind} {fullname}-cleanup to be deleted",
+        )
+    assert gone(cluster, "deviceclass", driver)
+    assert gone(cluster, "configmap", ctl.env["DRA_KWOK_CONFIGMAP_NAME"], "-n", release.namespace)
+    cluster.kubectl("get", "crd", "dranodeoverlays.test.karpenter.sh")
+    assert release.helm.run("status", release.name, "-n", release.namespace, check=False).returncode != 0
