@@ -2,7 +2,9 @@
 # Builds the local cluster's binaries from the Go module proxy into a cache outside the repo,
 # keyed by component and version. A component whose binaries are already cached is skipped, so
 # with a warm cache this takes well under a second. Nothing is ever downloaded except Go modules.
-# Usage: hack/build-binaries.sh [kubernetes|etcd|kwok|helm ...]   (default: all)
+# Usage: hack/build-binaries.sh [kubernetes|etcd|kwok|helm|karpenter ...]
+#   (default: kubernetes etcd kwok helm; karpenter, Karpenter's KWOK provider for the slow e2e test,
+#   is built only when named: `make karpenter`)
 # Prints nothing but progress on stderr; `hack/build-binaries.sh --print-bindir COMPONENT` prints
 # the directory holding COMPONENT's binaries.
 set -euo pipefail
@@ -17,7 +19,8 @@ bindir() {
     etcd) echo "$DRA_KWOK_CACHE/bin/etcd-$ETCD_VERSION" ;;
     kwok) echo "$DRA_KWOK_CACHE/bin/kwok-$KWOK_VERSION" ;;
     helm) echo "$DRA_KWOK_CACHE/bin/helm-$HELM_VERSION" ;;
-    *) echo "unknown component '$1' (expected kubernetes, etcd, kwok or helm)" >&2; return 2 ;;
+    karpenter) echo "$DRA_KWOK_CACHE/bin/karpenter-$KARPENTER_VERSION" ;;
+    *) echo "unknown component '$1' (expected kubernetes, etcd, kwok, helm or karpenter)" >&2; return 2 ;;
   esac
 }
 binaries() {
@@ -26,6 +29,7 @@ binaries() {
     etcd) echo "etcd" ;;
     kwok) echo "kwok kwokctl" ;;
     helm) echo "helm" ;;
+    karpenter) echo "karpenter-kwok" ;;
   esac
 }
 
@@ -48,7 +52,7 @@ build() {
     tail -20 "$DRA_KWOK_CACHE/logs/build-$comp.log" >&2
     rm -rf "$tmp"; return 1
   fi
-  if [ -n "${ETCD_RENAME:-}" ] && [ -f "$tmp/$ETCD_RENAME" ]; then mv "$tmp/$ETCD_RENAME" "$tmp/etcd"; fi
+  if [ -n "${RENAME:-}" ] && [ -f "$tmp/${RENAME%%=*}" ]; then mv "$tmp/${RENAME%%=*}" "$tmp/${RENAME#*=}"; fi
   mkdir -p "$(dirname "$out")"; rm -rf "$out"; mv "$tmp" "$out"
   echo "built $comp in $((SECONDS - start))s" >&2
 }
@@ -73,10 +77,16 @@ build_one() {
         k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl ;;
     etcd)
       # The etcd server's main package sits at its module root (go.etcd.io/etcd/server/v3), so
-      # go build names the binary "server"; the build function renames it via ETCD_RENAME.
-      ETCD_RENAME=server build etcd "$root/tools/go/etcd" "" go.etcd.io/etcd/server/v3 ;;
+      # go build names the binary "server"; the build function renames it via RENAME.
+      RENAME=server=etcd build etcd "$root/tools/go/etcd" "" go.etcd.io/etcd/server/v3 ;;
     kwok) build kwok "$root/tools/go/kwok" "" sigs.k8s.io/kwok/cmd/kwok sigs.k8s.io/kwok/cmd/kwokctl ;;
     helm) build helm "$root/tools/go/helm" "-X helm.sh/helm/v4/internal/version.version=v$HELM_VERSION" helm.sh/helm/v4/cmd/helm ;;
+    # Karpenter's KWOK provider: its main package is sigs.k8s.io/karpenter/kwok, so go build names
+    # the binary "kwok", which would read as kwok-controller; RENAME makes it karpenter-kwok.
+    karpenter)
+      grep -q "sigs.k8s.io/karpenter v$KARPENTER_VERSION\b" "$root/tools/go/karpenter/go.mod" ||
+        { echo "error: tools/go/karpenter/go.mod does not pin sigs.k8s.io/karpenter v$KARPENTER_VERSION" >&2; return 1; }
+      RENAME=kwok=karpenter-kwok build karpenter "$root/tools/go/karpenter" "" sigs.k8s.io/karpenter/kwok ;;
     *) bindir "$1" >/dev/null ;;
   esac
 }
