@@ -23,6 +23,10 @@ venv: $(VENV)/.installed ## Create the Python virtual environment with the proje
 binaries: ## Build (or reuse from cache) etcd, kube-*, kubectl, kwok, kwokctl and helm from Go modules.
 	@hack/build-binaries.sh
 
+.PHONY: karpenter
+karpenter: ## Build (or reuse from cache) Karpenter's KWOK provider (karpenter-kwok) for the e2e test; not in `binaries`.
+	@hack/build-binaries.sh karpenter
+
 .PHONY: cluster
 cluster: binaries ## Start the local DRA-capable KWOK cluster (.cluster/kubeconfig, .cluster/bin).
 	@hack/cluster.sh up
@@ -46,7 +50,7 @@ test: venv binaries lint chart-lint ## Everything CI runs: lint, unit tests, and
 	$(PY) -m pytest -m 'not slow' $(PYTEST_ARGS)
 
 .PHONY: test-slow
-test-slow: venv binaries ## The long fault and fuzzing tests.
+test-slow: venv binaries karpenter ## The long fault, fuzzing and Karpenter end-to-end tests.
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)
 
 .PHONY: fmt

@@ -68,7 +68,8 @@ def test_new_node_gets_seed_named_slice_and_the_scheduler_allocates_from_it(
     cluster.apply(
         {"apiVersion": "resource.k8s.io/v1", "kind": "DeviceClass", "metadata": {"name": dc},
          "spec": {"selectors": [{"cel": {"expression": f'device.driver == "{DRIVER}"'}}]}},
-        {"apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaimTemplate", "metadata": {"name": "gpu", "namespace": ns},
+        {"apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaimTemplate",
+         "metadata": {"name": "gpu", "namespace": ns},
          "spec": {"spec": {"devices": {"requests": [{"name": "gpu", "exactly": {"deviceClassName": dc}}]}}}},
         {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "dra-pod", "namespace": ns},
          "spec": {"nodeSelector": {"kubernetes.io/hostname": node},

@@ -85,8 +85,8 @@ class World:
             return [name] if name in self.slices else []
         labels = dict(meta.get("labels") or {})
         kwok = self.settings.kwok_nodes.matches(labels, meta.get("annotations") or {})
-        if meta.get("deletionTimestamp"):
-            kwok = False  # a node on its way out gets nothing new
+        # A node being deleted (drained by Karpenter, held by a finalizer) keeps its slices until
+        # the Node object is gone, as with a real driver: its pods still hold claims on them.
         uid = meta.get("uid", "")
         old = self.nodes.get(name)
         if not kwok:
@@ -186,6 +186,12 @@ class World:
             if not node_slices:
                 self.slices.pop(node, None)
             return [node]
+        # The echo of our own write (or a relisting) carries a resourceVersion we already hold,
+        # from the apply response: the same object, so nothing to parse, fingerprint or re-plan.
+        rv = meta.get("resourceVersion")
+        held = self.slices.get((obj.get("spec") or {}).get("nodeName") or "", {}).get(name)
+        if held is not None and rv and held.resource_version == rv:
+            return []
         observed = ObservedSlice.from_api(obj)
         return self.record_slice(observed)
 
