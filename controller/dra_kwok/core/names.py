@@ -69,9 +69,9 @@ def driver_name_problem(value: str) -> str | None:
 
 def suggest_driver_name(value: str) -> str:
     """A valid driver name close to `value`: `karpenter.sh/dra-kwok-driver` -> `karpenter.sh.dra-kwok-driver`."""
-    text = re.sub(r"[^a-z0-9.-]+", ".", value.lower()).strip(".-")
-    text = re.sub(r"\.{2,}", ".", text)
-    text = re.sub(r"(^|\.)[-]+|[-]+(\.|$)", r"\1\2", text)
+    text = re.sub(r"[^a-z0-9.-]+", ".", value.lower())
+    # Each dot-separated part must start and end with a letter or digit ("0:-:0" must not become "0..0").
+    text = ".".join(part.strip("-") for part in text.split(".") if part.strip("-"))
     return text[:DRIVER_NAME_MAX].strip(".-") or "example.com"
 
 

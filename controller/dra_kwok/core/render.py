@@ -168,12 +168,12 @@ def _substitute(body: Body, node: str, index: int, errors: list[Issue], driver: 
                 .replace("{index}", str(index))
                 .replace("{deviceName}", body["name"])
             )
-            if len(value.encode()) > MAX_STRING_ATTRIBUTE:
+            problem = names.string_attribute_problem(value)
+            if problem:
                 errors.append(
                     Issue(
                         ("devices", body["name"], "attributes", key),
-                        f"after filling in placeholders for driver {driver} the value has {len(value.encode())} "
-                        f"characters, over the {MAX_STRING_ATTRIBUTE}-character limit",
+                        f"after filling in placeholders for driver {driver} the value {problem}",
                         value,
                         "use {nodeHash} (8 characters) instead of {nodeName} for long node names",
                     )
