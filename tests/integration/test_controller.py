@@ -14,6 +14,7 @@ import pytest
 from dra_kwok.core.render import ANNOTATION_SOURCE, LABEL_DRIVER, LABEL_MANAGED_BY, LABEL_NODE
 from tests.integration.conftest import DRIVER, Scenario
 from tests.support.controller import ControllerProcess
+from tests.support.names import multi_slice_name
 from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.cluster
@@ -120,7 +121,10 @@ def test_pool_of_many_devices_spans_slices_with_one_generation(
     node = scenario.unique("kwok")
     scenario.node(node)
     slices = wait_until(lambda: s if len(s := scenario.slices(node)) == 2 else None, timeout=15, what="2 slices")
-    assert [s["metadata"]["name"] for s in slices] == [f"{node}-{DRIVER}-0", f"{node}-{DRIVER}-1"]
+    assert [s["metadata"]["name"] for s in slices] == [
+        multi_slice_name(node, DRIVER, 0),
+        multi_slice_name(node, DRIVER, 1),
+    ]
     assert [len(s["spec"]["devices"]) for s in slices] == [128, 72]
     assert pool_is_complete(slices)
     assert {s["spec"]["pool"]["generation"] for s in slices} == {1}

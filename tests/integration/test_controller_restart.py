@@ -16,6 +16,7 @@ from tests.integration.conftest import DRIVER, Scenario
 from tests.integration.test_controller import pool_is_complete
 from tests.support.cluster import kwok_node
 from tests.support.controller import ControllerProcess
+from tests.support.names import multi_slice_name
 from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.cluster
@@ -73,7 +74,7 @@ def test_startup_resync_deletes_stale_creates_missing_and_repairs(scenario: Scen
     stale = [
         slice_obj(f"{gone}-devices", gone, ["gpu-0"], 1),
         slice_obj(f"{nodes[0]}-devices", nodes[0], ["old-0"], 7),
-        slice_obj(f"{nodes[1]}-{DRIVER}-5", nodes[1], ["gpu-0"], 1),
+        slice_obj(multi_slice_name(nodes[1], DRIVER, 5), nodes[1], ["gpu-0"], 1),
     ]
     for s in stale:
         scenario.cleanup.delete_later("resourceslice", s["metadata"]["name"])

@@ -189,10 +189,16 @@ def pool_name(node: str) -> str:
 
 
 def slice_name(node: str, driver: str, index: int, simple: bool) -> str:
-    """`{node}-devices` in the common case (one driver, one slice), else `{node}-{driver}-{index}`."""
+    """`{node}-devices` in the common case (one driver, one slice), else `{node}-{driver}-{h}-{index}`.
+
+    `h` hashes the pair `node/driver`: `{node}-{driver}` alone is ambiguous (node `a` with driver
+    `b-c.io` and node `a-b` with driver `c.io`), and a `/` can appear in neither name, so two
+    different pairs only collide if their hashes do.
+    """
     if simple:
         return names.bounded(f"{node}-devices", names.DNS1123_SUBDOMAIN_MAX)
-    return names.bounded(f"{node}-{driver}-{index}", names.DNS1123_SUBDOMAIN_MAX)
+    pair = names.short_hash(f"{node}/{driver}")
+    return names.bounded(f"{node}-{driver}-{pair}-{index}", names.DNS1123_SUBDOMAIN_MAX)
 
 
 def render(node: NodeRef, resolution: Resolution) -> NodeSlices:

@@ -12,6 +12,7 @@ from dra_kwok.core.render import NodeRef, NodeSlices, render, slice_manifest
 from dra_kwok.core.resolve import Resolution
 from dra_kwok.core.validation import PoolSpec
 from tests.api_rules import node_problems
+from tests.support.names import multi_slice_name
 
 from .builders import DRIVER, OTHER_DRIVER, Doc, config, device, load_config_ok, mapping
 from .fake_api import FakeSliceApi, canonical_quantities, drop_binding_conditions, taint_times
@@ -51,7 +52,10 @@ class TestFirstPublishAndSync:
         first = plan(api, desired(MANY))
         (pp,) = first.pools
         assert (pp.driver, pp.reason, pp.generation) == (DRIVER, "content changed", 1)
-        assert [a.name for a in pp.applies] == [f"kwok-node-1-{DRIVER}-0", f"kwok-node-1-{DRIVER}-1"]
+        assert [a.name for a in pp.applies] == [
+            multi_slice_name("kwok-node-1", DRIVER, 0),
+            multi_slice_name("kwok-node-1", DRIVER, 1),
+        ]
         assert (pp.pre_deletes, pp.deletes, pp.writes) == ((), (), 2)
         assert all(
             a.manifest["spec"]["pool"] == {"name": "kwok-node-1-device-pool", "generation": 1, "resourceSliceCount": 2}
@@ -59,7 +63,10 @@ class TestFirstPublishAndSync:
         )
         assert [a.content_print for a in pp.applies] == [fingerprint(s.content) for s in desired(MANY).all_slices()]
         api.execute(first)
-        assert api.generations() == {f"kwok-node-1-{DRIVER}-0": 1, f"kwok-node-1-{DRIVER}-1": 1}
+        assert api.generations() == {
+            multi_slice_name("kwok-node-1", DRIVER, 0): 1,
+            multi_slice_name("kwok-node-1", DRIVER, 1): 1,
+        }
 
     def test_in_sync_means_no_writes(self) -> None:
         api = FakeSliceApi()
@@ -92,7 +99,10 @@ class TestContentChanges:
         api = FakeSliceApi()
         sync(api, desired(pool(device("gpu", count=128), device("x"))))
         step = plan(api, desired(pool(device("gpu", count=128), device("x", attributes={"a": 1}))))
-        assert [a.name for a in step.pools[0].applies] == [f"kwok-node-1-{DRIVER}-0", f"kwok-node-1-{DRIVER}-1"]
+        assert [a.name for a in step.pools[0].applies] == [
+            multi_slice_name("kwok-node-1", DRIVER, 0),
+            multi_slice_name("kwok-node-1", DRIVER, 1),
+        ]
 
     def test_growing_and_shrinking_the_pool(self) -> None:
         api = FakeSliceApi()
@@ -104,12 +114,15 @@ class TestContentChanges:
         shrink = sync(api, desired(pool(device("gpu", count=130))))
         (pp,) = shrink.pools
         assert pp.generation == 3
-        assert [a.name for a in pp.applies] == [f"kwok-node-1-{DRIVER}-0", f"kwok-node-1-{DRIVER}-1"]
-        assert [(d.name, d.reason) for d in pp.deletes] == [(f"kwok-node-1-{DRIVER}-2", "obsolete")]
+        assert [a.name for a in pp.applies] == [
+            multi_slice_name("kwok-node-1", DRIVER, 0),
+            multi_slice_name("kwok-node-1", DRIVER, 1),
+        ]
+        assert [(d.name, d.reason) for d in pp.deletes] == [(multi_slice_name("kwok-node-1", DRIVER, 2), "obsolete")]
         assert api.log[-3:] == [
-            ("apply", f"kwok-node-1-{DRIVER}-0"),
-            ("apply", f"kwok-node-1-{DRIVER}-1"),
-            ("delete", f"kwok-node-1-{DRIVER}-2"),
+            ("apply", multi_slice_name("kwok-node-1", DRIVER, 0)),
+            ("apply", multi_slice_name("kwok-node-1", DRIVER, 1)),
+            ("delete", multi_slice_name("kwok-node-1", DRIVER, 2)),
         ]
 
     def test_obsolete_slices_are_deleted_only_after_the_new_generation_is_written(self) -> None:
@@ -131,7 +144,7 @@ class TestNotAChange:
         )
         api.execute(plan(api, want))
         stored = {o["metadata"]["name"]: o for o in api.objects.values()}
-        assert stored[f"kwok-node-1-{DRIVER}-1"]["spec"]["devices"][0]["capacity"] == {
+        assert stored[multi_slice_name("kwok-node-1", DRIVER, 1)]["spec"]["devices"][0]["capacity"] == {
             "memory": {"value": "1024Mi"},
             "cores": {"value": "1"},
         }
@@ -202,9 +215,9 @@ class TestMetadataChanges:
     def test_only_the_slices_whose_metadata_changed_are_written(self) -> None:
         api = FakeSliceApi()
         sync(api, desired(MANY))
-        api.objects[f"kwok-node-1-{DRIVER}-1"]["metadata"]["ownerReferences"][0]["uid"] = "stale"
+        api.objects[multi_slice_name("kwok-node-1", DRIVER, 1)]["metadata"]["ownerReferences"][0]["uid"] = "stale"
         (pp,) = plan(api, desired(MANY)).pools
-        assert [a.name for a in pp.applies] == [f"kwok-node-1-{DRIVER}-1"]
+        assert [a.name for a in pp.applies] == [multi_slice_name("kwok-node-1", DRIVER, 1)]
 
 
 class TestDeletes:
@@ -213,8 +226,12 @@ class TestDeletes:
         sync(api, desired(MANY, pool(device("f"), driver=OTHER_DRIVER)))
         step = plan(api, None)
         assert [(p.driver, p.reason, sorted(d.name for d in p.deletes)) for p in step.pools] == [
-            (OTHER_DRIVER, "pool no longer desired", [f"kwok-node-1-{OTHER_DRIVER}-0"]),
-            (DRIVER, "pool no longer desired", [f"kwok-node-1-{DRIVER}-0", f"kwok-node-1-{DRIVER}-1"]),
+            (OTHER_DRIVER, "pool no longer desired", [multi_slice_name("kwok-node-1", OTHER_DRIVER, 0)]),
+            (
+                DRIVER,
+                "pool no longer desired",
+                [multi_slice_name("kwok-node-1", DRIVER, 0), multi_slice_name("kwok-node-1", DRIVER, 1)],
+            ),
         ]
         api.execute(step)
         assert api.objects == {}
@@ -301,7 +318,7 @@ class TestCrashRecovery:
     def test_a_deleted_slice_is_recreated_with_a_bump(self) -> None:
         api = FakeSliceApi()
         sync(api, desired(MANY))
-        del api.objects[f"kwok-node-1-{DRIVER}-1"]
+        del api.objects[multi_slice_name("kwok-node-1", DRIVER, 1)]
         (pp,) = plan(api, desired(MANY)).pools
         assert (pp.generation, len(pp.applies)) == (2, 2)
 

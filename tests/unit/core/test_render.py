@@ -24,6 +24,7 @@ from dra_kwok.core.render import (
 from dra_kwok.core.resolve import Resolution
 from dra_kwok.core.validation import PoolSpec
 from tests.api_rules import node_problems
+from tests.support.names import multi_slice_name
 
 from .builders import DRIVER, OTHER_DRIVER, Doc, config, device, load_config_ok, mapping
 
@@ -71,11 +72,17 @@ class TestNames:
             (DRIVER, "kwok-node-1-device-pool"),
             (OTHER_DRIVER, "kwok-node-1-device-pool"),
         ]
-        assert [s.name for s in out.all_slices()] == [f"kwok-node-1-{DRIVER}-0", f"kwok-node-1-{OTHER_DRIVER}-0"]
+        assert [s.name for s in out.all_slices()] == [
+            multi_slice_name("kwok-node-1", DRIVER, 0),
+            multi_slice_name("kwok-node-1", OTHER_DRIVER, 0),
+        ]
 
     def test_several_slices_of_one_driver_are_indexed(self) -> None:
         out = rendered(pool(device("gpu", count=200)))
-        assert [s.name for s in out.all_slices()] == [f"kwok-node-1-{DRIVER}-0", f"kwok-node-1-{DRIVER}-1"]
+        assert [s.name for s in out.all_slices()] == [
+            multi_slice_name("kwok-node-1", DRIVER, 0),
+            multi_slice_name("kwok-node-1", DRIVER, 1),
+        ]
 
     def test_a_253_character_node_gets_valid_unique_names(self) -> None:
         other = NodeRef(LONG_NODE.name[:-1] + "x", "uid-other")
@@ -123,7 +130,7 @@ class TestSplitting:
         assert slices[0].content == {"sharedCounters": [{"name": "s0", "counters": {"c0": {"value": "8"}}}]}
         assert [len(n) for n in device_names(out)] == [0, 64, 36]
         assert {s.slice_count for s in slices} == {3}
-        assert [s.name for s in slices] == [f"kwok-node-1-{DRIVER}-{i}" for i in range(3)]
+        assert [s.name for s in slices] == [multi_slice_name("kwok-node-1", DRIVER, i) for i in range(3)]
         assert node_problems(manifests(out)) == []
 
     def test_counters_alone_are_a_slice_of_their_own(self) -> None:
@@ -308,3 +315,14 @@ class TestManifest:
         assert content_of({"sharedCounters": [{"name": "s"}]}) == {"sharedCounters": [{"name": "s"}]}
         assert content_of({"driver": "x"}) == {"devices": []}
         assert content_of({"devices": None}) == {"devices": []}
+
+
+def test_multi_slice_names_of_different_nodes_never_coincide() -> None:
+    """`{node}-{driver}` alone is ambiguous: node a + driver b-c.example.com and node a-b +
+    driver c.example.com both read `a-b-c.example.com`; the pair hash keeps them apart."""
+    from dra_kwok.core.render import slice_name
+
+    first = slice_name("a", "b-c.example.com", 0, simple=False)
+    second = slice_name("a-b", "c.example.com", 0, simple=False)
+    assert first != second
+    assert first == multi_slice_name("a", "b-c.example.com", 0)
