@@ -259,7 +259,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         configmap_key=args.key,
         kwok_nodes=KwokNodeRule(annotations, labels),
         managed_by=args.managed_by,
-        field_manager=args.field_manager,
+        field_manager=args.field_manager or args.managed_by,
         owned_drivers=frozenset(d for d in args.driver or [] if d),
         metrics_port=args.metrics_port,
         health_port=args.health_port,
@@ -339,7 +339,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=_env("MANAGED_BY", DEFAULT_MANAGED_BY),
         help="value of the managed-by label on our slices (one per installation)",
     )
-    run.add_argument("--field-manager", default=_env("FIELD_MANAGER", "dra-kwok-driver"))
+    run.add_argument(
+        "--field-manager",
+        default=_env("FIELD_MANAGER", ""),
+        help="server-side apply field manager (default: the --managed-by value, so that two "
+        "installations conflict instead of silently taking slices from each other)",
+    )
     run.add_argument(
         "--driver",
         action="append",

@@ -40,10 +40,48 @@ class FallbackConfig:
 EMPTY_CONFIG = FallbackConfig()
 
 
+# YAML nodes a document may expand to through anchors and aliases. A 1 MiB ConfigMap written
+# out holds far fewer; 4 KB of aliases (`[*a, *a, ...]` nested twice) expand to millions, which
+# would take minutes to validate in the event loop.
+MAX_YAML_NODES = 200_000
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
+    """How many nodes `node` stands for once aliases are expanded; each node is sized once."""
+    key = id(node)
+    if key in sizes:
+        return sizes[key]
+    sizes[key] = 1  # a recursive alias counts once
+    size = 1
+    if isinstance(node, yaml.SequenceNode):
+        size += sum(_expanded_size(n, sizes) for n in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        size += sum(_expanded_size(k, sizes) + _expanded_size(v, sizes) for k, v in node.value)
+    sizes[key] = size
+    return size
+
+
 def parse_yaml(text: str, what: str) -> tuple[Any, list[Issue]]:
-    """Load YAML, turning a syntax error into an Issue that names the line and column."""
+    """Load YAML, turning a syntax error into an Issue that names the line and column, and
+    refusing a document that anchors and aliases blow up."""
     try:
-        return yaml.safe_load(text), []
+        loader = yaml.SafeLoader(text)
+        try:
+            node = loader.get_single_node()
+            if node is None:
+                return None, []
+            size = _expanded_size(node, {})
+            if size > MAX_YAML_NODES:
+                return None, [
+                    Issue(
+                        (),
+                        f"{what} expands to {size} YAML nodes through anchors and aliases (at most {MAX_YAML_NODES})",
+                        fix="write the repeated parts out, or repeat them less",
+                    )
+                ]
+            return loader.construct_document(node), []
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""

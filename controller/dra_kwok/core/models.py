@@ -329,10 +329,13 @@ class MappingSlice(PoolTemplate):
     driver: StrictStr | None = None
 
 
+MAX_MAPPING_NAME = 253  # it goes into each slice's source annotation, which the apiserver bounds
+
+
 class Mapping(Model):
     """A ConfigMap rule: nodes matching `nodeSelector` get `resourceSlice`."""
 
-    name: StrictStr
+    name: Annotated[StrictStr, Field(min_length=1, max_length=MAX_MAPPING_NAME)]
     node_selector: LabelSelector
     resource_slice: MappingSlice
 

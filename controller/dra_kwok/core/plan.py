@@ -11,6 +11,7 @@ differ are deleted before they are recreated.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
@@ -33,25 +34,43 @@ from .render import (
 )
 
 _QUANTITY_KEYS = frozenset({"value", "default", "min", "max", "step"})
+MAX_GENERATION = 2**63 - 1  # spec.pool.generation is an int64
+_NORMALIZED_KEYS = _QUANTITY_KEYS | {"validValues"}
+_SCALARS = (bool, int, float)
+
+
+@functools.lru_cache(maxsize=4096)
+def _canonical_quantity(value: str) -> str:
+    """A quantity string in canonical form (`1Gi` and `1073741824` alike); not a quantity: as is."""
+    try:
+        return str(parse_quantity(value).normalize())
+    except ValueError:
+        return value
 
 
 def _normalize(value: Any, key: str = "", quantities: bool = True) -> Any:
     """A form in which two spellings of the same content compare equal (quantities by value,
     server-filled taint times and empty fields ignored). A taint's `value` is a label value, not
-    a quantity, so nothing under `taints` is compared by quantity."""
+    a quantity, so nothing under `taints` is compared by quantity.
+
+    Every watch event of a slice goes through here, so scalar members of a mapping are handled
+    inline rather than by a recursive call each."""
     if isinstance(value, dict):
-        return {
-            k: _normalize(v, k, quantities and k != "taints")
-            for k, v in value.items()
-            if k != "timeAdded" and v is not None and v != [] and v != {}
-        }
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            if v is None or k == "timeAdded" or v == [] or v == {}:
+                continue
+            if isinstance(v, str):
+                out[k] = _canonical_quantity(v) if quantities and k in _NORMALIZED_KEYS else v
+            elif isinstance(v, _SCALARS):
+                out[k] = v
+            else:
+                out[k] = _normalize(v, k, quantities and k != "taints")
+        return out
     if isinstance(value, list):
         return [_normalize(v, key, quantities) for v in value]
-    if quantities and isinstance(value, str) and key in _QUANTITY_KEYS | {"validValues"}:
-        try:
-            return str(parse_quantity(value).normalize())
-        except ValueError:
-            return value
+    if isinstance(value, str):
+        return _canonical_quantity(value) if quantities and key in _NORMALIZED_KEYS else value
     if isinstance(value, Decimal):
         return str(value)
     return value
@@ -234,6 +253,14 @@ def _plan_pool(
             meta_changed.append(s)
     if content_changed:
         gen = generation + 1
+        if gen > MAX_GENERATION:
+            # Someone pushed the generation to int64's end: a higher one cannot be written, so the
+            # pool starts over at 1 (deleted first, so consumers never mix the two).
+            pre_deletes += [
+                Delete(o.name, o.uid, "generation exhausted: the pool starts over") for o in current.values()
+            ]
+            obsolete = []
+            gen = 1
         applies = tuple(Apply(s.name, slice_manifest(s, node, gen, managed_by), prints[s.name]) for s in pool.slices)
         return PoolPlan(pool.driver, "content changed", tuple(pre_deletes), applies, tuple(obsolete), gen)
     if meta_changed or obsolete or pre_deletes:

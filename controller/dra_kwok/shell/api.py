@@ -12,12 +12,14 @@ import asyncio
 import json
 import logging
 import random
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import aiohttp
+from aiohttp.helpers import get_env_proxy_for_url
 from kubernetes.aio import client as aio_client
 from kubernetes.aio import config as aio_config
+from yarl import URL
 
 from . import metrics
 
@@ -61,7 +63,24 @@ async def load_api_client(kubeconfig: str | None, pool_size: int) -> aio_client.
         aio_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
     configuration.connection_pool_maxsize = pool_size
     configuration.retries = None  # retries are ours: one policy, counted in metrics
+    _env_proxy_once(configuration)
     return aio_client.ApiClient(configuration)
+
+
+def _env_proxy_once(configuration: aio_client.Configuration) -> None:
+    """The client's session trusts the environment, so aiohttp reads ~/.netrc (in a thread) and the
+    proxy variables on every request. Credentials come from the kubeconfig; the proxy variables are
+    read once here instead, by aiohttp's own rules (NO_PROXY included)."""
+    configuration.client_session_kwargs = {"trust_env": False}
+    if configuration.proxy:
+        return
+    try:
+        proxy, auth = get_env_proxy_for_url(URL(configuration.host))
+    except LookupError:
+        return
+    configuration.proxy = str(proxy)
+    if auth is not None:
+        configuration.proxy_headers = {"Proxy-Authorization": auth.encode()}
 
 
 class KubeApi:
@@ -136,12 +155,31 @@ class KubeApi:
                 return items, (page.get("metadata") or {}).get("resourceVersion", "")
             query["continue"] = cont
 
-    async def apply(self, path: str, name: str, manifest: Mapping[str, Any], field_manager: str) -> dict[str, Any]:
-        """Server-side apply under our field manager, forcing ownership of the fields we set."""
+    async def list_pages(
+        self, path: str, label_selector: str | None = None, limit: int = 500
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """The items of a collection, a page at a time: only one page is held in memory, which at
+        thousands of nodes (kilobytes of managedFields each) is most of a restart's peak RSS."""
+        query = {"limit": str(limit)}
+        if label_selector:
+            query["labelSelector"] = label_selector
+        while True:
+            page = await self.request("GET", path, query=query, verb="list")
+            yield page.get("items") or []
+            cont = (page.get("metadata") or {}).get("continue")
+            if not cont:
+                return
+            query["continue"] = cont
+
+    async def apply(
+        self, path: str, name: str, manifest: Mapping[str, Any], field_manager: str, force: bool = True
+    ) -> dict[str, Any]:
+        """Server-side apply under our field manager; with `force`, taking ownership of the fields
+        we set from any other manager, else failing with 409 when another manager owns them."""
         result: dict[str, Any] = await self.request(
             "PATCH",
             f"{path}/{name}",
-            query={"fieldManager": field_manager, "force": "true"},
+            query={"fieldManager": field_manager, "force": "true" if force else "false"},
             body=manifest,
             content_type="application/apply-patch+yaml",
             verb="apply",

@@ -13,7 +13,8 @@ import datetime
 import logging
 import os
 import socket
-from collections.abc import Mapping
+import time
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import kopf
@@ -50,6 +51,9 @@ class Controller:
         self.tasks: list[asyncio.Task[None]] = []
         self.runners: list[web.AppRunner] = []
         self.status_version = -1
+        self.relisting: asyncio.Task[None] | None = None
+        self.relist_at = 0.0
+        self.first_listing: dict[str, float] = {}  # kind -> end of kopf's first listing (moving)
 
     # --- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -92,21 +96,20 @@ class Controller:
         """List everything once, before any watch, so the first plans see the whole cluster."""
         assert self.api is not None
         s = self.settings
-        nodes, _ = await self.api.list_all(NODES_PATH)
-        for obj in nodes:
-            self.world.on_node(None, obj)
-        slices, _ = await self.api.list_all(SLICES_PATH, label_selector=f"{LABEL_MANAGED_BY}={s.managed_by}")
-        for obj in slices:
-            self.world.on_slice(None, obj)
+        async for page in self.api.list_pages(NODES_PATH):
+            for obj in page:
+                self.world.on_node(None, obj)
+        async for page in self.api.list_pages(SLICES_PATH, label_selector=f"{LABEL_MANAGED_BY}={s.managed_by}"):
+            for obj in page:
+                self.world.on_slice(None, obj)
         try:
-            overlays, _ = await self.api.list_all(OVERLAYS_PATH)
+            async for page in self.api.list_pages(OVERLAYS_PATH):
+                for obj in page:
+                    self._overlay_event(None, obj)
         except ApiError as exc:
             if not exc.not_found:
                 raise
             log.warning("the DRANodeOverlay CRD is not installed: overlays are ignored (install crds/)")
-            overlays = []
-        for obj in overlays:
-            self._overlay_event(None, obj)
         path = f"/api/v1/namespaces/{s.configmap_namespace}/configmaps/{s.configmap_name}"
         try:
             cm = await self.api.request("GET", path, verb="get")
@@ -124,15 +127,78 @@ class Controller:
         if nodes and self.reconciler is not None:
             self.reconciler.mark(nodes)
 
+    def _watch_event(self, kind: str, event_type: str | None) -> None:
+        """kopf re-lists after a watch gap (410 Gone once the apiserver has restarted, or after a
+        long disconnection) with events of type None, which report the objects that exist, never
+        those deleted during the gap: soon after one, check the API for what is gone. The first
+        listing of each kind (a burst of such events) follows our own initial sync: nothing missed."""
+        if event_type is not None or not self.ready:
+            return
+        now = time.monotonic()
+        first_listing_until = self.first_listing.get(kind)
+        if first_listing_until is None or now < first_listing_until:
+            self.first_listing[kind] = now + 5.0
+            return
+        self.relist_at = now + 2.0  # once kopf's listing has flowed in
+        if self.relisting is None or self.relisting.done():
+            self.relisting = asyncio.create_task(self._relist_later(), name="relist")
+            self.tasks.append(self.relisting)
+
+    async def _relist_later(self) -> None:
+        while (wait := self.relist_at - time.monotonic()) > 0:
+            await asyncio.sleep(wait)
+        try:
+            await self.relist()
+        except ApiError as exc:
+            log.warning("re-listing after a watch gap failed (tried again at the next gap): %s", exc)
+
+    async def relist(self) -> None:
+        """Forget the Nodes, slices, overlays and ConfigMap that the API no longer has."""
+        assert self.api is not None
+        s, world = self.settings, self.world
+        since = time.monotonic()
+        nodes, _ = await self.api.list_all(NODES_PATH)
+        for name in world.missing("node", (n["metadata"]["name"] for n in nodes), since):
+            log.info("node %s was deleted while a watch was down", name)
+            self.on_node("DELETED", {"metadata": {"name": name}})
+        since = time.monotonic()
+        slices, _ = await self.api.list_all(SLICES_PATH, label_selector=f"{LABEL_MANAGED_BY}={s.managed_by}")
+        for name in world.missing("slice", (i["metadata"]["name"] for i in slices), since):
+            log.info("slice %s was deleted while a watch was down", name)
+            self.on_slice("DELETED", {"metadata": {"name": name}})
+        since = time.monotonic()
+        try:
+            overlays, _ = await self.api.list_all(OVERLAYS_PATH)
+        except ApiError as exc:
+            if not exc.not_found:
+                raise
+            overlays = []
+        for name in world.missing("overlay", (o["metadata"]["name"] for o in overlays), since):
+            log.info("DRANodeOverlay %s was deleted while a watch was down", name)
+            self.on_overlay("DELETED", {"metadata": {"name": name}})
+        since = time.monotonic()
+        path = f"/api/v1/namespaces/{s.configmap_namespace}/configmaps/{s.configmap_name}"
+        try:
+            await self.api.request("GET", path, verb="get")
+        except ApiError as exc:
+            if not exc.not_found:
+                raise
+            if world.config.present and world.touched.get(("configmap", ""), 0.0) < since:
+                meta = {"name": s.configmap_name, "namespace": s.configmap_namespace}
+                self.on_configmap("DELETED", {"metadata": meta})
+
     def on_node(self, event_type: str | None, obj: Mapping[str, Any]) -> None:
+        self._watch_event("node", event_type)
         self._mark(self.world.on_node(event_type, obj))
         metrics.MANAGED_NODES.set(len(self.world.nodes))
 
     def on_slice(self, event_type: str | None, obj: Mapping[str, Any]) -> None:
+        self._watch_event("slice", event_type)
         self._mark(self.world.on_slice(event_type, obj))
         metrics.MANAGED_SLICES.set(len(self.world.slice_node))
 
     def on_configmap(self, event_type: str | None, obj: Mapping[str, Any]) -> None:
+        self._watch_event("configmap", event_type)
         self._configmap_event(event_type, obj)
 
     def _configmap_event(self, event_type: str | None, obj: Mapping[str, Any]) -> None:
@@ -164,6 +230,7 @@ class Controller:
         self._mark(dirty)
 
     def on_overlay(self, event_type: str | None, obj: Mapping[str, Any]) -> None:
+        self._watch_event("overlay", event_type)
         self._overlay_event(event_type, obj)
 
     def _overlay_event(self, event_type: str | None, obj: Mapping[str, Any]) -> None:
@@ -320,6 +387,22 @@ class Controller:
         return web.Response(body=generate_latest(REGISTRY), headers={"Content-Type": METRICS_CONTENT_TYPE})
 
 
+class _NoDiffBase(kopf.DiffBaseStorage):
+    """kopf builds, on every watch event, a deep copy of the object (its "essence") and diffs it
+    against the last handled one, for change handlers (`on.create/update/...`). We register event
+    handlers only, so that work, a deep copy of every node and every slice with all its devices
+    on each event, was thrown away: skip it. A change handler would need kopf's storage back."""
+
+    def build(self, *, body: kopf.Body, extra_fields: Iterable[kopf.FieldSpec] | None = None) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
+
+
 def build_registry(controller: Controller) -> kopf.OperatorRegistry:
     """kopf handlers: event handlers only, so nothing is ever written onto the watched objects."""
     registry = kopf.OperatorRegistry()
@@ -339,6 +422,11 @@ def build_registry(controller: Controller) -> kopf.OperatorRegistry:
     async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         settings.posting.enabled = False  # our own Events, on our own objects only
         settings.scanning.disabled = True  # no CRD/namespace scanning: fewer permissions
+        settings.persistence.diffbase_storage = _NoDiffBase()  # no change handlers: no essences to diff
+        # Memory at thousands of nodes: kopf lists each kind in one response unless chunked, and a
+        # per-object worker holds the object's last event body until it has been idle this long.
+        settings.watching.chunk_size = 500
+        settings.queueing.idle_timeout = 0.5
         settings.watching.server_timeout = 600
         settings.watching.client_timeout = 660
         settings.networking.request_timeout = 60

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ..core.plan import Apply, Delete, NodePlan, ObservedSlice, PoolPlan
-from ..core.render import RenderError
+from ..core.render import LABEL_MANAGED_BY, RenderError
 from . import metrics
 from .api import SLICES_PATH, ApiError, KubeApi
 from .world import World
@@ -25,6 +25,15 @@ log = logging.getLogger("dra_kwok.reconciler")
 BUCKET_SIZE = 10.0  # write rounds a node may use in a burst
 BUCKET_REFILL = 1.0  # rounds per second
 MAX_BACKOFF = 300.0
+
+
+class ForeignSlice(Exception):
+    """A slice we were about to apply carries another installation's managed-by label."""
+
+    def __init__(self, name: str, owner: str) -> None:
+        self.name = name
+        self.owner = owner
+        super().__init__(f"slice {name} is managed by {owner!r}, another installation: left alone")
 
 
 @dataclass(slots=True)
@@ -47,6 +56,7 @@ class Reconciler:
         self.tasks: list[asyncio.Task[None]] = []
         self.idle = asyncio.Event()
         self.idle.set()
+        self.foreign_warned: set[str] = set()
 
     def start(self) -> None:
         self.tasks = [asyncio.create_task(self._worker(), name=f"reconcile-{i}") for i in range(self.workers)]
@@ -112,6 +122,14 @@ class Reconciler:
             return
         try:
             await self.execute(plan)
+        except ForeignSlice as exc:
+            metrics.RECONCILES.labels(result="error").inc()
+            metrics.RECONCILE_ERRORS.labels(reason="foreign").inc()
+            if exc.name not in self.foreign_warned:
+                self.foreign_warned.add(exc.name)
+                log.warning("node %s: %s", name, exc)
+            self._backoff(name)
+            return
         except ApiError as exc:
             metrics.RECONCILES.labels(result="error").inc()
             metrics.RECONCILE_ERRORS.labels(reason=f"api_{exc.status}").inc()
@@ -159,11 +177,35 @@ class Reconciler:
         await asyncio.gather(*(self._delete(d) for d in pool.deletes))
 
     async def _apply(self, op: Apply) -> None:
-        result = await self.api.apply(SLICES_PATH, op.name, op.manifest, self.world.settings.field_manager)
+        manager = self.world.settings.field_manager
+        try:
+            # Unforced first: a 409 means another manager owns fields we set (someone edited the
+            # slice, or another installation publishes it), which is rare and worth a look.
+            result = await self.api.apply(SLICES_PATH, op.name, op.manifest, manager, force=False)
+        except ApiError as exc:
+            if not exc.conflict:
+                raise
+            await self._not_foreign(op.name)
+            result = await self.api.apply(SLICES_PATH, op.name, op.manifest, manager)
         metrics.API_WRITES.labels(verb="apply").inc()
         observed = ObservedSlice.from_api(result)
         self.world.written[op.name] = (observed.resource_version, op.content_print)
         self.world.record_slice(observed, ours=True)
+
+    async def _not_foreign(self, name: str) -> None:
+        """A conflicting slice may be another installation's: DRANodeOverlays are cluster-wide, so
+        installations with other managed-by values publish for the same nodes under the same names.
+        A forced apply would take it over, and the other installation (whose watch would see it go)
+        would take it back, forever. The first to publish keeps it; anyone else's edit is repaired."""
+        try:
+            current = await self.api.request("GET", f"{SLICES_PATH}/{name}", verb="get")
+        except ApiError as exc:
+            if exc.not_found:
+                return
+            raise
+        owner = ((current.get("metadata") or {}).get("labels") or {}).get(LABEL_MANAGED_BY)
+        if owner is not None and owner != self.world.settings.managed_by:
+            raise ForeignSlice(name, owner)
 
     async def _delete(self, op: Delete) -> None:
         try:

@@ -60,6 +60,13 @@ class ConfigState:
     warned_version: str = ""
 
 
+def _older(event: ObservedSlice, held: ObservedSlice) -> bool:
+    """Whether `event` describes an earlier state of the same object than `held`. etcd-backed
+    resourceVersions are increasing integers; anything else is never taken as older."""
+    a, b = event.resource_version, held.resource_version
+    return event.uid == held.uid and a.isdigit() and b.isdigit() and int(a) < int(b)
+
+
 class World:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -73,11 +80,29 @@ class World:
         self.drivers_seen: set[str] = set(settings.owned_drivers)
         self.conflicts: dict[str, tuple[Conflict, ...]] = {}
         self.version = 0  # bumped on any change relevant to overlay status
+        # (kind, name) -> monotonic time of the object's last event, to tell what a re-list misses
+        self.touched: dict[tuple[str, str], float] = {}
+
+    def touch(self, kind: str, name: str, deleted: bool = False) -> None:
+        if deleted:
+            self.touched.pop((kind, name), None)
+        else:
+            self.touched[(kind, name)] = time.monotonic()
+
+    def missing(self, kind: str, present: Iterable[str], since: float) -> list[str]:
+        """Objects of `kind` ("node", "slice", "overlay") held here but absent from a listing
+        started at `since` and not heard of since then: deleted while no watch was there to say so."""
+        held: Mapping[str, object] = (
+            self.nodes if kind == "node" else self.slice_node if kind == "slice" else self.overlays
+        )
+        listed = set(present)
+        return [n for n in list(held) if n not in listed and self.touched.get((kind, n), 0.0) < since]
 
     # --- nodes -------------------------------------------------------------------------------
     def on_node(self, event_type: str | None, obj: Mapping[str, Any]) -> list[str]:
         meta = obj.get("metadata") or {}
         name = meta.get("name", "")
+        self.touch("node", name, event_type == "DELETED")
         if event_type == "DELETED":
             if self.nodes.pop(name, None) is not None:
                 self.version += 1
@@ -109,6 +134,7 @@ class World:
     def on_configmap(self, event_type: str | None, obj: Mapping[str, Any]) -> tuple[bool, list[str]]:
         """Returns (whether the effective configuration changed, dirty nodes)."""
         meta = obj.get("metadata") or {}
+        self.touch("configmap", "", event_type == "DELETED")
         if event_type == "DELETED":
             self.config = ConfigState(present=False, config=EMPTY_CONFIG)
             log.warning(
@@ -140,6 +166,7 @@ class World:
         """Returns (whether resolution may have changed, dirty nodes)."""
         meta = obj.get("metadata") or {}
         name = meta.get("name", "")
+        self.touch("overlay", name, event_type == "DELETED")
         if event_type == "DELETED":
             state = self.overlays.pop(name, None)
             self.version += 1
@@ -176,7 +203,12 @@ class World:
         """Track a managed slice; its node is dirty unless this is the echo of our own write."""
         meta = obj.get("metadata") or {}
         name = meta.get("name", "")
+        self.touch("slice", name, event_type == "DELETED")
         if event_type == "DELETED":
+            held_node = self.slice_node.get(name)
+            held = self.slices.get(held_node or "", {}).get(name)
+            if held is not None and meta.get("uid") and held.uid != meta.get("uid"):
+                return []  # an older incarnation's deletion, seen after we created the new one
             node = self.slice_node.pop(name, None)
             self.written.pop(name, None)
             if node is None:
@@ -198,10 +230,15 @@ class World:
     def record_slice(self, observed: ObservedSlice, ours: bool = False) -> list[str]:
         if observed.managed_by != self.settings.managed_by or not observed.node_name:
             return []
+        self.touch("slice", observed.name)
         previous_node = self.slice_node.get(observed.name)
         if previous_node is not None and previous_node != observed.node_name:
             self.slices.get(previous_node, {}).pop(observed.name, None)
         current = self.slices.setdefault(observed.node_name, {}).get(observed.name)
+        if not ours and current is not None and _older(observed, current):
+            # Our write's response can arrive before the watch event of an edit it overwrote;
+            # that stale event must not replace the newer state (it would cause a needless rewrite).
+            return []
         self.slices[observed.node_name][observed.name] = observed
         self.slice_node[observed.name] = observed.node_name
         if ours:
