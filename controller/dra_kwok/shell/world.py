@@ -104,6 +104,9 @@ class World:
         name = meta.get("name", "")
         self.touch("node", name, event_type == "DELETED")
         if event_type == "DELETED":
+            held = self.nodes.get(name)
+            if held is not None and meta.get("uid") and held.uid != meta.get("uid"):
+                return []  # an older incarnation's deletion, handled after the new one's creation
             if self.nodes.pop(name, None) is not None:
                 self.version += 1
             self.conflicts.pop(name, None)
