@@ -273,6 +273,17 @@ class DeviceTemplate(Model):
         return [f"{self.name}-{i}" for i in range(self.count)]
 
 
+def _check_key_and_values(key: str, operator: str, values: list[str]) -> None:
+    """The rules label selectors and NodeOverlay requirements share."""
+    problem = names.label_name_problem(key)
+    if problem:
+        raise ValueError(f"key {shown(key)}: {problem}")
+    if operator in ("In", "NotIn") and not values:
+        raise ValueError(f"operator {operator} needs at least one value")
+    if operator in ("Exists", "DoesNotExist") and values:
+        raise ValueError(f"operator {operator} takes no values (remove 'values')")
+
+
 class LabelSelectorRequirement(Model):
     key: StrictStr
     operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
@@ -280,13 +291,7 @@ class LabelSelectorRequirement(Model):
 
     @model_validator(mode="after")
     def _values_fit_operator(self) -> LabelSelectorRequirement:
-        problem = names.label_name_problem(self.key)
-        if problem:
-            raise ValueError(f"key {shown(self.key)}: {problem}")
-        if self.operator in ("In", "NotIn") and not self.values:
-            raise ValueError(f"operator {self.operator} needs at least one value")
-        if self.operator in ("Exists", "DoesNotExist") and self.values:
-            raise ValueError(f"operator {self.operator} takes no values (remove 'values')")
+        _check_key_and_values(self.key, self.operator, self.values)
         return self
 
 
@@ -359,13 +364,7 @@ class Requirement(Model):
 
     @model_validator(mode="after")
     def _values_fit_operator(self) -> Requirement:
-        problem = names.label_name_problem(self.key)
-        if problem:
-            raise ValueError(f"key {shown(self.key)}: {problem}")
-        if self.operator in ("In", "NotIn") and not self.values:
-            raise ValueError(f"operator {self.operator} needs at least one value")
-        if self.operator in ("Exists", "DoesNotExist") and self.values:
-            raise ValueError(f"operator {self.operator} takes no values (remove 'values')")
+        _check_key_and_values(self.key, self.operator, self.values)
         if self.operator in ("Gt", "Lt", "Gte", "Lte") and (
             len(self.values) != 1 or not (self.values[0].isascii() and self.values[0].isdigit())
         ):
