@@ -89,3 +89,7 @@ demo-table: ## Print the demo's table of nodes, devices and allocations again.
 .PHONY: demo-down
 demo-down: ## Stop the demo's driver and delete the local cluster.
 	@$(PY) hack/demo.py down
+
+.PHONY: bench
+bench: venv binaries ## Benchmarks on a fresh local cluster: prints a table, writes docs/benchmarks.md.
+	$(PY) -m benchmarks
