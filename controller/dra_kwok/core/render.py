@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from . import names
@@ -54,6 +54,8 @@ class DesiredSlice:
     slice_count: int
     content: Body  # {"devices": [...]} or {"sharedCounters": [...]}; shared, never mutate
     source: str
+    # `content` is the very object every node of this pool spec gets (no placeholders): its fingerprint is cached
+    shared: bool = field(default=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +93,7 @@ class _Compiled:
     devices: tuple[tuple[Body, bool, int], ...]  # (body, has placeholders, index within its template)
     counter_sets: tuple[Body, ...]
     per_slice: int
+    static_chunks: tuple[Body, ...] | None  # without placeholders, every node's slice contents: built once
 
 
 _COMPILED: OrderedDict[int, tuple[PoolSpec, _Compiled]] = OrderedDict()
@@ -111,14 +114,15 @@ def _compile(pool: PoolSpec) -> _Compiled:
         for index, name in enumerate(tmpl.device_names()):
             body, dynamic = _device_body(tmpl, name)
             devices.append((body, dynamic, index))
-    compiled = _Compiled(
-        tuple(devices),
-        tuple(_counter_set_body(c) for c in pool.counter_sets),
-        min(
-            MAX_DEVICES_PER_SLICE_ADVANCED if advanced else MAX_DEVICES_PER_SLICE,
-            MAX_CONSUMED_COUNTERS_PER_SLICE // max(most_counters, 1),
-        ),
+    counter_sets = tuple(_counter_set_body(c) for c in pool.counter_sets)
+    per_slice = min(
+        MAX_DEVICES_PER_SLICE_ADVANCED if advanced else MAX_DEVICES_PER_SLICE,
+        MAX_CONSUMED_COUNTERS_PER_SLICE // max(most_counters, 1),
     )
+    static = None
+    if not any(dynamic for _, dynamic, _ in devices):
+        static = tuple(_chunks([body for body, _, _ in devices], counter_sets, per_slice))
+    compiled = _Compiled(tuple(devices), counter_sets, per_slice, static)
     _COMPILED[id(pool)] = (pool, compiled)  # the pool is kept alive so its id is not reused
     if len(_COMPILED) > _COMPILED_MAX:
         _COMPILED.popitem(last=False)
@@ -201,33 +205,44 @@ def slice_name(node: str, driver: str, index: int, simple: bool) -> str:
     return names.bounded(f"{node}-{driver}-{pair}-{index}", names.DNS1123_SUBDOMAIN_MAX)
 
 
+def _chunks(devices: list[Body], counter_sets: tuple[Body, ...], per_slice: int) -> list[Body]:
+    """Slice contents: the shared counters in a slice of their own, then the devices in slices of
+    at most `per_slice`."""
+    chunks: list[Body] = []
+    if counter_sets:
+        chunks.append({"sharedCounters": list(counter_sets)})
+    for start in range(0, len(devices), per_slice):
+        chunks.append({"devices": devices[start : start + per_slice]})
+    if not chunks:
+        chunks.append({"devices": []})  # an empty pool is still published, so it reads as complete
+    return chunks
+
+
 def render(node: NodeRef, resolution: Resolution) -> NodeSlices:
     """The slices for `node`. Raises RenderError when a placeholder makes a value invalid."""
-    contents: list[tuple[PoolSpec, list[Body]]] = []
+    contents: list[tuple[PoolSpec, list[Body], bool]] = []
     errors: list[Issue] = []
     for pool in resolution.pools:
         compiled = _compile(pool)
+        if compiled.static_chunks is not None:
+            contents.append((pool, list(compiled.static_chunks), True))
+            continue
         devices = [
             _substitute(body, node.name, index, errors, pool.driver) if dynamic else body
             for body, dynamic, index in compiled.devices
         ]
-        chunks: list[Body] = []
-        if compiled.counter_sets:
-            chunks.append({"sharedCounters": list(compiled.counter_sets)})
-        for start in range(0, len(devices), compiled.per_slice):
-            chunks.append({"devices": devices[start : start + compiled.per_slice]})
-        if not chunks:
-            chunks.append({"devices": []})  # an empty pool is still published, so it reads as complete
-        contents.append((pool, chunks))
+        contents.append((pool, _chunks(devices, compiled.counter_sets, compiled.per_slice), False))
     if errors:
         raise RenderError(node.name, errors)
     simple = len(contents) == 1 and len(contents[0][1]) == 1
     pname = pool_name(node.name)
     pools = []
-    for pool, chunks in contents:
+    for pool, chunks, shared in contents:
         source = str(pool.source)
         slices = tuple(
-            DesiredSlice(slice_name(node.name, pool.driver, i, simple), pool.driver, pname, len(chunks), c, source)
+            DesiredSlice(
+                slice_name(node.name, pool.driver, i, simple), pool.driver, pname, len(chunks), c, source, shared
+            )
             for i, c in enumerate(chunks)
         )
         pools.append(DesiredPool(pool.driver, pname, source, slices))

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from dra_kwok.core.plan import NodePlan, ObservedSlice, fingerprint, plan_node
+from dra_kwok.core.plan import NodePlan, ObservedSlice, desired_print, fingerprint, plan_node
 from dra_kwok.core.render import NodeRef, NodeSlices, render, slice_manifest
 from dra_kwok.core.resolve import Resolution
 from dra_kwok.core.validation import PoolSpec
@@ -369,3 +369,33 @@ class TestObservedSlice:
     def test_from_api_tolerates_a_bare_object(self) -> None:
         obs = ObservedSlice.from_api({})
         assert (obs.name, obs.generation, obs.slice_count, obs.owner_uid, obs.source) == ("", 0, 0, None, None)
+
+
+# --- fingerprints computed once ------------------------------------------------------------------
+
+
+def test_a_pool_without_placeholders_gives_every_node_the_same_content_and_fingerprint() -> None:
+    a, b = desired(GPUS, node=NodeRef("node-a", "uid-a")), desired(GPUS, node=NodeRef("node-b", "uid-b"))
+    sa, sb = a.pools[0].slices[0], b.pools[0].slices[0]
+    assert sa.shared and sb.shared and sa.content is sb.content
+    assert desired_print(sa) == desired_print(sb) == fingerprint(sa.content)
+
+
+def test_a_pool_with_placeholders_is_fingerprinted_per_node() -> None:
+    spec = pool(device("gpu", count=2, attributes={"host": "{nodeName}"}))
+    a, b = desired(spec, node=NodeRef("node-a", "uid-a")), desired(spec, node=NodeRef("node-b", "uid-b"))
+    sa, sb = a.pools[0].slices[0], b.pools[0].slices[0]
+    assert not sa.shared and not sb.shared
+    assert desired_print(sa) == fingerprint(sa.content) != desired_print(sb) == fingerprint(sb.content)
+
+
+def test_observed_fingerprint_reuses_a_known_one_only_for_equal_content() -> None:
+    api = FakeSliceApi()
+    want = desired(GPUS)
+    api.execute(plan(api, want))
+    obj = next(iter(api.objects.values()))
+    content = {"devices": obj["spec"]["devices"]}
+    honest = ObservedSlice.from_api(obj).content_print
+    assert ObservedSlice.from_api(obj, known=(content, "reused")).content_print == "reused"
+    other = {"devices": obj["spec"]["devices"][:1]}
+    assert ObservedSlice.from_api(obj, known=(other, "reused")).content_print == honest
