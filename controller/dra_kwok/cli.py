@@ -359,7 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--concurrency", type=int, default=int(_env("CONCURRENCY", "32")), help="API requests in flight at most"
     )
-    run.add_argument("--workers", type=int, default=int(_env("WORKERS", "16")), help="nodes reconciled at once")
+    run.add_argument("--workers", type=int, default=int(_env("WORKERS", "32")), help="nodes reconciled at once")
     run.add_argument(
         "--resync-seconds",
         type=float,

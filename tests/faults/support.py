@@ -334,19 +334,11 @@ class Apiserver:
     def __init__(self, cluster: Cluster) -> None:
         self.cluster = cluster
         self.kwokctl = cluster.bindir / "kwokctl"
-        self.pid_file = self._workdir() / "clusters" / cluster.name / "pids" / "kube-apiserver.pid"
+        self.pid_file = cluster.kwok_dir() / "pids" / "kube-apiserver.pid"
         assert self.pid_file.is_file(), f"no {self.pid_file}: is {cluster.name} a kwokctl binary-runtime cluster?"
 
-    def _workdir(self) -> Path:
-        # bin/kwokctl is a wrapper written by hack/cluster.sh that sets KWOK_WORKDIR.
-        m = re.search(r"KWOK_WORKDIR='([^']+)'", self.kwokctl.read_text())
-        if m:
-            return Path(m.group(1))
-        cache = os.environ.get("DRA_KWOK_CACHE") or str(Path.home() / ".cache" / "dra-kwok")
-        return Path(cache) / "kwok"
-
-    def pid(self) -> int:
-        return int(self.pid_file.read_text().strip())
+    def pid(self, component: str = "kube-apiserver") -> int:
+        return int((self.pid_file.parent / f"{component}.pid").read_text().strip())
 
     @staticmethod
     def _running(pid: int) -> bool:
@@ -356,21 +348,30 @@ class Apiserver:
             return False
         return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
-    def stop(self, grace: float = 5.0) -> float:
+    def stop(self, grace: float = 5.0, component: str = "kube-apiserver") -> float:
         """SIGTERM (the listener closes at once), SIGKILL if the process is still draining its
         watches after `grace` seconds (it can take over 30), then wait until it is gone, so that
-        `kwokctl start cluster` sees it stopped. Returns the time of the SIGTERM (monotonic)."""
-        pid = self.pid()
+        `kwokctl start cluster` sees it stopped (zombies are reaped by pid 1 within seconds).
+        Returns the time of the SIGTERM (monotonic)."""
+        pid = self.pid(component)
         stopped = time.monotonic()
+        if not self._running(pid):
+            return stopped
         os.kill(pid, signal.SIGTERM)
-        while self._running(pid):
-            if time.monotonic() > stopped + grace:
+        # Until it is reaped, not only dead: kwokctl counts a zombie as running.
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < stopped + grace + 30:
+            if time.monotonic() > stopped + grace and self._running(pid):
                 os.kill(pid, signal.SIGKILL)
             time.sleep(0.1)
         return stopped
 
     def start(self, timeout: float = 120.0) -> float:
-        """`kwokctl start cluster`, then wait for /readyz. Returns when it is ready (monotonic)."""
+        """`kwokctl start cluster`, then wait for /readyz. Returns when it is ready (monotonic).
+        kwokctl 0.8.0 starts nothing while the controller-manager or scheduler still runs: a leader
+        exits soon after losing the apiserver, but one that was not leading waits for ever. They
+        are stopped first, as their restart would be the same."""
+        for component in ("kube-controller-manager", "kube-scheduler"):
+            self.stop(component=component)
         subprocess.run(
             [str(self.kwokctl), "start", "cluster", "--timeout", f"{int(timeout)}s"],
             capture_output=True,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import subprocess
 from collections.abc import Iterator, Mapping
@@ -84,6 +85,20 @@ class Cluster:
             config_file=str(self.kubeconfig)
         )
         return api
+
+    def kwok_dir(self) -> Path:
+        """kwokctl's directory for this cluster (pids, logs, kwok.yaml): hack/cluster.sh writes a
+        bin/kwokctl wrapper that sets KWOK_WORKDIR."""
+        wrapper = self.bindir / "kwokctl"
+        m = re.search(r"KWOK_WORKDIR='([^']+)'", wrapper.read_text()) if wrapper.is_file() else None
+        if m:
+            workdir = Path(m.group(1))
+        else:
+            workdir = Path(os.environ.get("DRA_KWOK_CACHE") or Path.home() / ".cache" / "dra-kwok") / "kwok"
+        path = workdir / "clusters" / self.name
+        if not (path / "kwok.yaml").is_file():
+            raise ClusterError(f"no {path}/kwok.yaml: is {self.name} a kwokctl binary-runtime cluster?")
+        return path
 
     def service_account_kubeconfig(self, namespace: str, name: str, path: Path, duration: str = "1h") -> Path:
         """Writes a kubeconfig that authenticates as ServiceAccount NAMESPACE/NAME with a

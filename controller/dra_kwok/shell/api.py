@@ -9,6 +9,7 @@ has no QPS limiter); 429 honours Retry-After; 5xx and connection errors back off
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
@@ -157,19 +158,43 @@ class KubeApi:
 
     async def list_pages(
         self, path: str, label_selector: str | None = None, limit: int = 500
-    ) -> AsyncIterator[list[dict[str, Any]]]:
-        """The items of a collection, a page at a time: only one page is held in memory, which at
-        thousands of nodes (kilobytes of managedFields each) is most of a restart's peak RSS."""
+    ) -> AsyncIterator[tuple[list[dict[str, Any]], str]]:
+        """The items of a collection a page at a time, with the list's resourceVersion: only one
+        page is held in memory, which at thousands of nodes (kilobytes of managedFields each) is
+        most of a restart's peak RSS."""
         query = {"limit": str(limit)}
         if label_selector:
             query["labelSelector"] = label_selector
         while True:
             page = await self.request("GET", path, query=query, verb="list")
-            yield page.get("items") or []
-            cont = (page.get("metadata") or {}).get("continue")
+            meta = page.get("metadata") or {}
+            yield page.get("items") or [], meta.get("resourceVersion", "")
+            cont = meta.get("continue")
             if not cont:
                 return
             query["continue"] = cont
+
+    @contextlib.asynccontextmanager
+    async def stream(
+        self, path: str, query: Mapping[str, str], timeout: float
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """A streaming GET (a watch), outside the concurrency limit: it stays open for minutes."""
+        headers = {"Accept": "application/json"}
+        _, url, headers, _, _ = await self._client.param_serialize(
+            "GET", path, query_params=list(query.items()), header_params=headers, auth_settings=["BearerToken"]
+        )
+        resp = await self._client.call_api(
+            "GET",
+            url,
+            header_params=dict(headers),
+            _preload_content=False,
+            _request_timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=30),
+        )
+        metrics.API_REQUESTS.labels(verb="watch", code=str(resp.status)).inc()
+        try:
+            yield resp.response
+        finally:
+            resp.response.close()
 
     async def apply(
         self, path: str, name: str, manifest: Mapping[str, Any], field_manager: str, force: bool = True

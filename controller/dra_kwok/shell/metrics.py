@@ -26,3 +26,4 @@ CONFIG_RELOADS = Counter(
     ["source", "result"],
 )
 RESYNCS = Counter("dra_kwok_resyncs_total", "Periodic safety-net full resyncs.")
+WATCH_EVENTS = Counter("dra_kwok_watch_events_total", "Watch events received, by kind (node, slice).", ["kind"])

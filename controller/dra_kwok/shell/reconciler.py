@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ..core.plan import Apply, Delete, NodePlan, ObservedSlice, PoolPlan
-from ..core.render import LABEL_MANAGED_BY, RenderError
+from ..core.render import LABEL_MANAGED_BY, RenderError, content_of
 from . import metrics
 from .api import SLICES_PATH, ApiError, KubeApi
 from .world import World
@@ -188,7 +188,7 @@ class Reconciler:
             await self._not_foreign(op.name)
             result = await self.api.apply(SLICES_PATH, op.name, op.manifest, manager)
         metrics.API_WRITES.labels(verb="apply").inc()
-        observed = ObservedSlice.from_api(result)
+        observed = ObservedSlice.from_api(result, known=(content_of(op.manifest["spec"]), op.content_print))
         self.world.written[op.name] = (observed.resource_version, op.content_print)
         self.world.record_slice(observed, ours=True)
 

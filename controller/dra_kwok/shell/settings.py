@@ -28,6 +28,6 @@ class Settings:
     log_format: str = "text"  # or "json"
     log_level: str = "INFO"
     concurrency: int = 32  # API requests in flight
-    workers: int = 16  # nodes reconciled at once
+    workers: int = 32  # nodes reconciled at once; as many as `concurrency`, so one-slice nodes can use it all
     resync_seconds: float = 300.0  # safety-net full resync; writes nothing when nothing differs
     status_interval: float = 1.0  # overlay status is recomputed at most this often
