@@ -37,9 +37,10 @@ cluster-down: ## Remove the local cluster.
 
 .PHONY: lint
 lint: venv ## ruff and mypy (strict).
-	$(VENV)/bin/ruff check controller tests
-	$(VENV)/bin/ruff format --check controller tests
+	$(VENV)/bin/ruff check controller tests benchmarks
+	$(VENV)/bin/ruff format --check controller tests benchmarks
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy --strict benchmarks
 
 .PHONY: test-unit
 test-unit: venv ## Unit tests of the pure core (no cluster).
@@ -55,8 +56,8 @@ test-slow: venv binaries karpenter ## The long fault, fuzzing and Karpenter end-
 
 .PHONY: fmt
 fmt: venv ## Format and auto-fix.
-	$(VENV)/bin/ruff format controller tests
-	$(VENV)/bin/ruff check --fix controller tests
+	$(VENV)/bin/ruff format controller tests benchmarks
+	$(VENV)/bin/ruff check --fix controller tests benchmarks
 
 CRD_FILE := crds/test.karpenter.sh_dranodeoverlays.yaml
 CHART := charts/dra-kwok-driver
@@ -91,5 +92,9 @@ demo-down: ## Stop the demo's driver and delete the local cluster.
 	@$(PY) hack/demo.py down
 
 .PHONY: bench
-bench: venv binaries ## Benchmarks on a fresh local cluster: prints a table, writes docs/benchmarks.md.
-	$(PY) -m benchmarks
+bench: venv binaries ## Benchmarks (cluster scenarios on a fresh local cluster, and micro): a table and docs/benchmarks.md.
+	$(PY) -m benchmarks $(BENCH_ARGS)
+
+.PHONY: bench-micro
+bench-micro: venv ## Micro-benchmarks of the pure core only (pytest-benchmark, no cluster).
+	$(PY) -m pytest benchmarks/micro -p no:cacheprovider --benchmark-only $(PYTEST_ARGS)

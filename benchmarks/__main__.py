@@ -42,7 +42,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--concurrency", type=int, default=d.concurrency, help="controller and ceiling (default %(default)s)"
     )
-    p.add_argument("--workers", type=int, default=d.workers, help="the controller's --workers (default %(default)s)")
+    p.add_argument("--workers", type=int, help="the controller's --workers (default: the controller's default)")
     p.add_argument("--node-concurrency", type=int, default=d.node_concurrency, help="parallel node POSTs")
     p.add_argument("--churn-rate", type=float, default=d.churn_rate, help="nodes/s (default %(default)s)")
     p.add_argument("--churn-seconds", type=float, default=d.churn_seconds, help="(default %(default)s)")
@@ -52,7 +52,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--repeat", type=int, default=d.repeat, help="bulk/fan-out pairs per size, medians reported")
     p.add_argument("--timeout", type=float, default=d.timeout, help="per wait (default %(default)s)")
     p.add_argument("--controller-arg", action="append", default=[], help="extra `dra-kwok run` flag (repeatable)")
-    p.add_argument("--profile-dir", type=Path, help="py-spy the controller per phase (collapsed stacks) into DIR")
+    p.add_argument(
+        "--profile-dir",
+        type=Path,
+        help="py-spy the controller per phase (collapsed stacks) into DIR; slows it: not for timing runs",
+    )
     p.add_argument("--output", type=Path, default=REPO / "docs" / "benchmarks.md", help="markdown report")
     p.add_argument("--json", type=Path, help="also write the results as JSON")
     p.add_argument("--no-micro", action="store_true", help="skip the pytest-benchmark micro-benchmarks")

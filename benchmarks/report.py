@@ -107,7 +107,9 @@ def markdown(results: Results, machine: dict[str, Any], micro: dict[str, Any] | 
         "## What is measured, and how",
         "",
         f"- **Setup.** A fresh local cluster (`hack/cluster.sh`, unique name) unless `--kubeconfig` is given. "
-        f"The controller runs as `dra-kwok run --concurrency {o.concurrency} --workers {o.workers}` (defaults), "
+        f"The controller runs as `dra-kwok run --concurrency {o.concurrency}"
+        + (f" --workers {o.workers}`" if o.workers is not None else "` (default workers)")
+        + ", "
         "as a subprocess, under a ServiceAccount (cluster-admin), with one ConfigMap mapping giving every "
         f"benchmark node {o.devices} devices (one slice per node). Nodes are KWOK nodes (kwok-controller "
         "manages them, so node status updates are part of the load). A new controller process starts for "
@@ -136,7 +138,8 @@ def markdown(results: Results, machine: dict[str, Any], micro: dict[str, Any] | 
         "kube-apiserver's `/metrics`: "
         '`apiserver_flowcontrol_dispatched_requests_total{flow_schema="service-accounts"}` '
         "(only the controller uses a ServiceAccount during that window) and "
-        '`apiserver_request_total{resource="resourceslices"}` for write verbs.',
+        '`apiserver_request_total{resource="resourceslices"}` for write verbs (every client\'s: on a shared '
+        "cluster, other writers count too).",
         "- **Footprint.** `/proc/<pid>/status` VmRSS and VmHWM (peak) and `/proc/<pid>/stat` utime+stime "
         "of the controller process.",
         "",

@@ -1,12 +1,13 @@
 """Micro-benchmarks of the pure core and the in-memory World, no cluster: `make bench-micro`
-(pytest-benchmark). Not collected by `make test` (testpaths is tests/); tests/unit/test_benchmarks.py
-runs each once with --benchmark-disable so they cannot rot.
+(pytest-benchmark). Not collected by `make test` (testpaths is tests/); tests/unit/test_micro_benchmarks.py
+runs each once, small, with --benchmark-disable so they cannot rot.
 
 Scale: 5,000 nodes x 8 devices, 100 overlays, like the cluster benchmarks' largest size.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
@@ -19,7 +20,7 @@ from dra_kwok.core.resolve import Resolution, order_overlays, resolve
 from dra_kwok.shell.settings import Settings
 from dra_kwok.shell.world import World
 
-NODES = 5000
+NODES = int(os.environ.get("DRA_KWOK_BENCH_NODES", "5000"))  # smaller in the suite's smoke run
 DEVICES = 8
 OVERLAYS = 100
 DRIVER = "gpu.bench.example.com"
