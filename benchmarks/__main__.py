@@ -24,7 +24,7 @@ from tests.support.cluster import TEST_CLUSTER_PREFIX, existing_cluster, start_c
 
 from .harness import Bench, Options, dump_json
 from .report import markdown, table
-from .system import machine_info
+from .system import count_processes, load_average, machine_info
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -97,6 +97,9 @@ def main(argv: list[str] | None = None) -> int:
         profile_dir=args.profile_dir,
     )
     workdir = Path(tempfile.mkdtemp(prefix="dra-kwok-bench-"))
+    # How busy the machine is before we add load; a reused cluster's own apiserver is not "other".
+    load_before = load_average()
+    other_apiservers = max(0, count_processes("kube-apiserver") - (1 if args.kubeconfig else 0))
     micro = None if args.no_micro else run_micro(workdir)
     started = None
     if args.kubeconfig:
@@ -109,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     ok = False
     try:
         server = json.loads(cluster.kubectl("get", "--raw", "/version"))
-        machine = machine_info(server.get("gitVersion", "unknown"))
+        machine = machine_info(server.get("gitVersion", "unknown"), load_before, other_apiservers)
         bench = Bench(options, cluster, workdir)
         bench.setup()
         try:

@@ -60,7 +60,9 @@ def markdown(results: Results, machine: dict[str, Any], micro: dict[str, Any] | 
     o = results.options
     d = results.details
     load = d.get("load", {})
-    busy = max(load.get("start", [0])[0], max(load.get("end", [0]) or [0])) > 0.5 * machine["nproc"]
+    before = machine.get("load_before") or [0.0]
+    others = int(machine.get("other_kube_apiservers", 0))
+    busy = before[0] > 0.5 * machine["nproc"] or others > 0
     lines = [
         "# Benchmarks",
         "",
@@ -83,18 +85,20 @@ def markdown(results: Results, machine: dict[str, Any], micro: dict[str, Any] | 
                     f"{machine['kubernetes']} (kwokctl binary runtime: etcd, kube-apiserver, "
                     "kube-controller-manager, kube-scheduler and kwok-controller on the same machine)",
                 ],
-                ["load average (1, 5, 15 min)", f"{load.get('start')} at start, {load.get('end')} at the end"],
                 [
-                    "kube-apiservers running",
-                    f"{machine['kube_apiservers_running']} at start (other clusters share the CPUs)",
+                    "load average (1, 5, 15 min)",
+                    f"{before} before the benchmark started; {load.get('start')} at the first scenario and "
+                    f"{load.get('end')} at the end (the benchmark's own load)",
                 ],
+                ["other kube-apiservers running", f"{others} (other clusters would share the CPUs)"],
             ],
         ),
         "",
     ]
     if busy:
         lines += [
-            "**The machine was busy** (load average above half the CPU count, or other clusters running): "
+            "**The machine was busy** before the benchmark started (load average above half the CPU count, "
+            "or other clusters running): "
             "absolute times are pessimistic and noisy; ratios against the ceiling, measured in the same "
             "run on the same cluster, hold up better. Re-run `make bench` on a quiet machine for reference figures.",
             "",

@@ -33,19 +33,24 @@ def proc_sample(pid: int) -> ProcSample:
     return ProcSample(kb("VmRSS"), kb("VmHWM"), (utime + stime) / _CLK_TCK)
 
 
-def _count_processes(name: str) -> int:
+def count_processes(name: str) -> int:
+    """Live processes called `name` (zombies, dead but not yet reaped, do not count)."""
     n = 0
     for d in Path("/proc").iterdir():
         if d.name.isdigit():
             try:
-                if (d / "comm").read_text().strip() == name:
+                if (d / "comm").read_text().strip() != name:
+                    continue
+                if (d / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
                     n += 1
             except OSError:
                 continue
     return n
 
 
-def machine_info(kubernetes_version: str) -> dict[str, Any]:
+def machine_info(kubernetes_version: str, load_before: list[float], other_apiservers: int) -> dict[str, Any]:
+    """The machine, and how busy it was before the benchmark started anything (`load_before`,
+    `other_apiservers`: taken before its cluster started, so its own load is not counted)."""
     meminfo = Path("/proc/meminfo").read_text()
     mem_kb = int(re.search(r"MemTotal:\s+(\d+)", meminfo).group(1))  # type: ignore[union-attr]
     cpuinfo = Path("/proc/cpuinfo").read_text()
@@ -58,8 +63,8 @@ def machine_info(kubernetes_version: str) -> dict[str, Any]:
         "kernel": platform.release(),
         "python": platform.python_version(),
         "kubernetes": kubernetes_version,
-        "load_at_start": [round(x, 2) for x in os.getloadavg()],
-        "kube_apiservers_running": _count_processes("kube-apiserver"),
+        "load_before": load_before,
+        "other_kube_apiservers": other_apiservers,
     }
 
 
