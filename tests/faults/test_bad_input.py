@@ -520,9 +520,10 @@ def test_overlay_wrong_past_admission_is_ready_false_and_the_last_good_spec_kept
     assert world.snapshot() == before and world.ctl.writes() == writes
 
 
-def test_placeholder_too_long_for_a_node_is_logged_and_nothing_is_written(good: World) -> None:
+def test_placeholder_too_long_for_a_node_is_reported_and_nothing_is_written(good: World) -> None:
     """`{nodeName}` five times is over the 64-byte limit for this node's name: valid as a template,
-    it cannot be rendered for the node, which keeps its last published slices."""
+    it cannot be rendered for the node, which keeps its last published slices. The overlay's Ready
+    condition says so, naming the node and the fix, and recovers when the template is fixed."""
     world = good
     before, writes = world.snapshot(), world.ctl.writes()
     errors = world.ctl.metric('dra_kwok_reconcile_errors_total{reason="render"}')
@@ -536,4 +537,17 @@ def test_placeholder_too_long_for_a_node_is_logged_and_nothing_is_written(good: 
     )
     assert world.ctl.metric('dra_kwok_reconcile_errors_total{reason="render"}') > errors
     assert "use {nodeHash}" in world.ctl.log()
+    cond = wait_until(
+        lambda: (c := ready_condition(world.scenario.cluster, world.overlay)) and c["reason"] == "RenderFailed" and c,
+        timeout=15,
+        what="Ready=False RenderFailed",
+    )
+    assert cond["status"] == "False"
+    assert f"node {world.overlaid}: devices." in cond["message"] and "use {nodeHash}" in cond["message"], cond
     assert_kept(world, before, writes)
+
+    world.set_overlay(world.good_overlay_spec())
+    wait_until(
+        lambda: ready_reason(world.scenario.cluster, world.overlay) == "Applied", timeout=15, what="Applied again"
+    )
+    assert world.snapshot() == before

@@ -80,9 +80,10 @@ class NodeSlices:
 class RenderError(ValueError):
     """A template that is valid in itself does not fit this node (e.g. a placeholder grows too long)."""
 
-    def __init__(self, node: str, issues: list[Issue]) -> None:
+    def __init__(self, node: str, issues: list[Issue], sources: tuple[str, ...] = ()) -> None:
         self.node = node
         self.issues = issues
+        self.sources = sources  # the pools' sources ("overlay/<name>", "mapping/<name>") that failed
         super().__init__(f"node {node}: " + "; ".join(str(i) for i in issues))
 
 
@@ -222,18 +223,22 @@ def render(node: NodeRef, resolution: Resolution) -> NodeSlices:
     """The slices for `node`. Raises RenderError when a placeholder makes a value invalid."""
     contents: list[tuple[PoolSpec, list[Body], bool]] = []
     errors: list[Issue] = []
+    failed: list[str] = []
     for pool in resolution.pools:
         compiled = _compile(pool)
         if compiled.static_chunks is not None:
             contents.append((pool, list(compiled.static_chunks), True))
             continue
+        before = len(errors)
         devices = [
             _substitute(body, node.name, index, errors, pool.driver) if dynamic else body
             for body, dynamic, index in compiled.devices
         ]
+        if len(errors) > before:
+            failed.append(str(pool.source))
         contents.append((pool, _chunks(devices, compiled.counter_sets, compiled.per_slice), False))
     if errors:
-        raise RenderError(node.name, errors)
+        raise RenderError(node.name, errors, tuple(failed))
     simple = len(contents) == 1 and len(contents[0][1]) == 1
     pname = pool_name(node.name)
     pools = []

@@ -39,8 +39,10 @@ def overlay_status(
     conflicts: Iterable[Conflict],
     previous: Mapping[str, Any] | None,
     now: str,
+    render_failures: Sequence[tuple[str, str]] = (),
 ) -> dict[str, Any]:
-    """The status an overlay should have. `conflicts` are this overlay's losses, one per node."""
+    """The status an overlay should have. `conflicts` are this overlay's losses, one per node;
+    `render_failures` the (node, problem) pairs where its templates do not fit the node."""
     prev = {c.get("type"): c for c in (previous or {}).get("conditions") or [] if isinstance(c, Mapping)}
     losses = list(conflicts)
     if not valid:
@@ -52,6 +54,18 @@ def overlay_status(
             else ". Nothing is published from it."
         )
         ready = _condition("Ready", "False", "InvalidSpec", shown + kept, generation, prev.get("Ready"), now)
+    elif render_failures:
+        node, problem = min(render_failures)
+        ready = _condition(
+            "Ready",
+            "False",
+            "RenderFailed",
+            f"cannot publish for {len(render_failures)} of {matched_nodes} matched node(s), "
+            f"which keep what they had; node {node}: {problem}",
+            generation,
+            prev.get("Ready"),
+            now,
+        )
     elif losses and len(losses) >= matched_nodes > 0:
         ready = _condition(
             "Ready",

@@ -306,6 +306,12 @@ class Controller:
         for conflicts in self.world.conflicts.values():
             for c in conflicts:
                 losses.setdefault(c.overlay, []).append(c)
+        failures: dict[str, list[tuple[str, str]]] = {}
+        for node, (sources, problem) in self.world.render_failures.items():
+            for source in sources:
+                kind, _, name = source.partition("/")
+                if kind == "overlay":
+                    failures.setdefault(name, []).append((node, problem))
         now = _now()
         for state in list(self.world.overlays.values()):
             matched = 0
@@ -321,6 +327,7 @@ class Controller:
                 conflicts=losses.get(state.name, []),
                 previous=state.status,
                 now=now,
+                render_failures=failures.get(state.name, ()),
             )
             if same_status(status, state.status):
                 continue

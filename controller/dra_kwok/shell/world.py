@@ -17,7 +17,7 @@ from ..core.config import EMPTY_CONFIG, FallbackConfig, config_text_from_configm
 from ..core.issues import Issue, errors
 from ..core.overlay import OverlayRule, load_overlay
 from ..core.plan import NodePlan, ObservedSlice, plan_node
-from ..core.render import NodeRef, NodeSlices, render
+from ..core.render import NodeRef, NodeSlices, RenderError, render
 from ..core.resolve import Conflict, Resolution, order_overlays, resolve
 from .settings import Settings
 
@@ -79,6 +79,8 @@ class World:
         self.written: dict[str, tuple[str, str]] = {}  # slice -> (resourceVersion, content print) of our write
         self.drivers_seen: set[str] = set(settings.owned_drivers)
         self.conflicts: dict[str, tuple[Conflict, ...]] = {}
+        # node -> (sources whose templates do not fit it, the first problem): shown in overlay status
+        self.render_failures: dict[str, tuple[tuple[str, ...], str]] = {}
         self.version = 0  # bumped on any change relevant to overlay status
         # (kind, name) -> monotonic time of the object's last event, to tell what a re-list misses
         self.touched: dict[tuple[str, str], float] = {}
@@ -110,6 +112,7 @@ class World:
             if self.nodes.pop(name, None) is not None:
                 self.version += 1
             self.conflicts.pop(name, None)
+            self._rendered(name)
             return [name] if name in self.slices else []
         labels = dict(meta.get("labels") or {})
         kwok = self.settings.kwok_nodes.matches(labels, meta.get("annotations") or {})
@@ -274,6 +277,7 @@ class World:
         node = self.nodes.get(name)
         if node is None:
             self.conflicts.pop(name, None)
+            self._rendered(name)
             return None
         res = self.resolution(node)
         if res.conflicts or name in self.conflicts:
@@ -283,8 +287,23 @@ class World:
             if not res.conflicts:
                 del self.conflicts[name]
         if not res.pools:
+            self._rendered(name)
             return None
-        return render(NodeRef(node.name, node.uid), res)
+        try:
+            rendered = render(NodeRef(node.name, node.uid), res)
+        except RenderError as exc:
+            failure = (exc.sources, str(exc.issues[0]) if exc.issues else str(exc))
+            if self.render_failures.get(name) != failure:
+                self.render_failures[name] = failure
+                self.version += 1
+            raise
+        self._rendered(name)
+        return rendered
+
+    def _rendered(self, name: str) -> None:
+        """`name` no longer fails to render (rendered, gone, or given nothing)."""
+        if self.render_failures.pop(name, None) is not None:
+            self.version += 1
 
     def protected_sources(self) -> frozenset[str]:
         """Sources whose published slices must not change while their configuration is unknown:

@@ -264,6 +264,7 @@ class TestPlaceholders:
         assert issue.value == f"host-{LONG_NODE.name}"
         assert issue.fix == "use {nodeHash} (8 characters) instead of {nodeName} for long node names"
         assert str(err).startswith(f"node {LONG_NODE.name}: devices.gpu-0.attributes.host: after filling in")
+        assert err.sources == ("mapping/m",), "the source whose template does not fit, for its status"
 
     def test_the_limit_counts_utf8_bytes_as_the_apiserver_does(self) -> None:
         p = pool(device("gpu", attributes={"label": "\u00fc" * 20 + "{nodeName}"}))  # 50 bytes, 30 characters
