@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from .issues import Issue, Severity, errors
+from .issues import Issue, Path, Severity, errors
 from .models import DriverConfig, LabelSelector
 from .validation import PoolSpec, Source, driver_issues, pool_issues, pydantic_issues, unknown_key_warnings
 
@@ -61,9 +61,41 @@ def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
     return size
 
 
+def _duplicate_keys(node: yaml.Node, path: Path, seen: set[int], what: str) -> list[Issue]:
+    """Keys written twice in one mapping. YAML loaders keep the last silently, so a second
+    `mappings:` would drop the first list without a word: refused, naming both lines."""
+    if id(node) in seen:
+        return []
+    seen.add(id(node))
+    found: list[Issue] = []
+    if isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            found += _duplicate_keys(item, (*path, index), seen, what)
+    elif isinstance(node, yaml.MappingNode):
+        lines: dict[str, int] = {}
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                line = key.start_mark.line + 1
+                if key.value in lines:
+                    found.append(
+                        Issue(
+                            (*path, key.value),
+                            f"is written twice in {what} (lines {lines[key.value]} and {line}); "
+                            "YAML would keep only the second",
+                            fix="merge the two into one key",
+                        )
+                    )
+                else:
+                    lines[key.value] = line
+                found += _duplicate_keys(value, (*path, key.value), seen, what)
+            else:
+                found += _duplicate_keys(value, path, seen, what)
+    return found
+
+
 def parse_yaml(text: str, what: str) -> tuple[Any, list[Issue]]:
     """Load YAML, turning a syntax error into an Issue that names the line and column, and
-    refusing a document that anchors and aliases blow up."""
+    refusing a document that anchors and aliases blow up or that writes a key twice."""
     try:
         loader = yaml.SafeLoader(text)
         try:
@@ -79,6 +111,9 @@ def parse_yaml(text: str, what: str) -> tuple[Any, list[Issue]]:
                         fix="write the repeated parts out, or repeat them less",
                     )
                 ]
+            duplicates = _duplicate_keys(node, (), set(), what)
+            if duplicates:
+                return None, duplicates
             return loader.construct_document(node), []
         finally:
             loader.dispose()

@@ -131,6 +131,42 @@ class TestYamlAndShapes:
         assert issue.message.startswith(f"config.yaml is not valid YAML at {where}: {problem}")
         assert issue.fix == "fix the YAML syntax"
 
+    def test_a_key_written_twice_is_an_error_naming_both_lines(self) -> None:
+        text = (
+            "driver: gpu.example.com\n"
+            "mappings:\n"
+            "  - name: a\n"
+            "    nodeSelector: {matchLabels: {x: y}}\n"
+            "    resourceSlice: {devices: [{name: gpu}]}\n"
+            "mappings: []\n"
+        )
+        cfg, issues = load_config_text(text)
+        assert cfg is None, "the second `mappings:` would silently drop the first"
+        issue = only_error(issues)
+        assert issue.path == ("mappings",)
+        assert issue.message == "is written twice in config.yaml (lines 2 and 6); YAML would keep only the second"
+        assert issue.fix == "merge the two into one key"
+
+    def test_a_nested_duplicate_is_located_by_its_path(self) -> None:
+        text = "driver: d.example.com\nmappings:\n  - name: a\n    name: b\n"
+        cfg, issues = load_config_text(text)
+        assert cfg is None
+        assert [(i.path, i.message.split(" (")[0]) for i in issues] == [
+            (("mappings", 0, "name"), "is written twice in config.yaml")
+        ]
+
+    def test_merge_keys_and_aliases_are_not_duplicates(self) -> None:
+        text = (
+            "driver: gpu.example.com\n"
+            "mappings:\n"
+            "  - &m {name: a, nodeSelector: {matchLabels: {x: y}}, resourceSlice: {devices: [{name: gpu}]}}\n"
+            "  - <<: *m\n"
+            "    <<: {}\n"
+            "    name: b\n"
+        )
+        cfg, issues = load_config_text(text)
+        assert cfg is not None and [m.name for m in cfg.mappings] == ["a", "b"], issues
+
     def test_absurd_nesting_is_an_error_not_a_crash(self) -> None:
         cfg, issues = load_config_text("[" * 100_000)
         assert cfg is None
