@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 
 from dra_kwok.core.render import ANNOTATION_SOURCE, LABEL_MANAGED_BY
+from tests.support.chart import Release
 from tests.support.cluster import Cleanup, Cluster, KubectlError
 from tests.support.controller import ControllerProcess
 from tests.support.karpenter import (
@@ -35,7 +36,6 @@ from tests.support.karpenter import (
     KWOK_NODE_KEY,
     NO_INSTANCE_TYPE_FOR_CLAIMS,
     NODEPOOL_LABEL,
-    DriverRelease,
     KarpenterProcess,
     claim_template,
     complete_pools,
@@ -82,7 +82,7 @@ class Flow:
         self.nodeclass = f"e2e-{namespace}"
         self.overlay = f"{namespace}-c4x"
         self.gate_claim = f"gate-{namespace}"
-        self.release = DriverRelease(cluster, f"dk-{namespace}", namespace, workdir)
+        self.release = Release(cluster, f"dk-{namespace}", namespace, workdir)
         self.values = driver_values(self.driver, [self.mapping("m8x-gpus", MAPPING_TYPE, count=2)])
         self.managed_by = ""  # from the release's Deployment once installed
         self.karpenter: KarpenterProcess | None = None
@@ -224,8 +224,8 @@ def flow(cluster: Cluster, namespace: str, cleanup: Cleanup, tmp_path: Path) -> 
     started = time.monotonic()
     install_crds(cluster)
     with ExitStack() as stack:
-        f.release.deploy(f.values)
-        stack.callback(f.release.uninstall)
+        f.release.install(f.values)
+        stack.callback(f.release.uninstall_without_hooks)
         ctl = f.release.controller()
         f.managed_by = ctl.managed_by
         f.controller = ctl.start()
@@ -382,7 +382,7 @@ def test_karpenter_launches_kwok_nodes_that_get_our_devices_and_removes_them_wit
     assert f.pods("dra") and any(p["status"].get("phase") == "Pending" for p in f.pods("dra"))
 
     mappings = [*f.values["config"]["mappings"], f.mapping("c2x-gpus", GATE_TYPE, count=200)]
-    f.release.deploy({**f.values, "config": {"driver": f.driver, "mappings": mappings}}, action="upgrade")
+    f.release.install({**f.values, "config": {"driver": f.driver, "mappings": mappings}}, action="upgrade")
     f.wait(
         lambda: condition(cluster.get_json("nodeclaim", f.gate_claim), "Initialized").get("status") == "True",
         f"NodeClaim {f.gate_claim} to become Initialized once our pool is published",

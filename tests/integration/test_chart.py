@@ -21,10 +21,8 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +31,11 @@ import yaml
 
 from dra_kwok.core.config import load_config_text
 from dra_kwok.core.issues import errors
-from tests.support.cluster import BUILD_BINARIES_SH, REPO_ROOT, Cleanup, Cluster, KubectlError, kwok_node
+from tests.support.chart import CHART, Helm, Release, container_env, find, local_argv
+from tests.support.cluster import Cleanup, Cluster, KubectlError, kwok_node
 from tests.support.controller import ControllerProcess, free_port
 from tests.support.wait import wait_until
 
-CHART = REPO_ROOT / "charts" / "dra-kwok-driver"
 EXAMPLES = sorted((CHART / "examples").glob("*.yaml"))
 MANAGED_BY = "dra-kwok.test.karpenter.sh/managed-by"
 INSTANCE_TYPE = "node.kubernetes.io/instance-type"
@@ -45,60 +43,11 @@ INSTANCE_TYPE = "node.kubernetes.io/instance-type"
 # running anything. With this selector it stays Pending until the test plays its kubelet.
 NO_NODE = {"dra-kwok.test/hook-runner": "the-test"}
 TIMEOUT = 60.0
-# The venv's console script stands in for the image's `dra-kwok` (both come from `pip install .`).
-LOCAL_PROGRAMS = {"dra-kwok": Path(sys.executable).parent / "dra-kwok"}
-
-
-# --- helm ----------------------------------------------------------------------------------------
-def cached_helm() -> Path:
-    out = subprocess.run(
-        [str(BUILD_BINARIES_SH), "--print-bindir", "helm"], capture_output=True, text=True, check=True
-    ).stdout
-    return Path(out.strip()) / "helm"
-
-
-@dataclass(frozen=True)
-class Helm:
-    binary: Path
-    kubeconfig: Path | None = None
-
-    @staticmethod
-    def for_cluster(cluster: Cluster | None) -> Helm:
-        """The cluster's helm (hack/cluster.sh links it into bin/), else the cached build."""
-        linked = cluster.bindir / "helm" if cluster is not None else None
-        binary = linked if linked is not None and linked.exists() else cached_helm()
-        assert binary.exists(), f"{binary} is missing: run `make binaries`"
-        return Helm(binary, cluster.kubeconfig if cluster is not None else None)
-
-    def command(self, *args: str) -> list[str]:
-        kubeconfig = ["--kubeconfig", str(self.kubeconfig)] if self.kubeconfig else []
-        return [str(self.binary), *kubeconfig, *args]
-
-    def run(self, *args: str, timeout: float = 120.0, check: bool = True) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(self.command(*args), capture_output=True, text=True, timeout=timeout, check=False)
-        if check and proc.returncode != 0:
-            raise AssertionError(f"helm {' '.join(args)} exited {proc.returncode}:\n{proc.stderr}{proc.stdout}")
-        return proc
-
-    def template(self, *args: str, namespace: str = "dra-kwok") -> list[dict[str, Any]]:
-        out = self.run("template", "test", str(CHART), "--namespace", namespace, *args).stdout
-        return [d for d in yaml.safe_load_all(out) if d]
-
-    def template_error(self, *args: str) -> str:
-        proc = self.run("template", "test", str(CHART), *args, check=False)
-        assert proc.returncode != 0, f"helm template {' '.join(args)} succeeded, expected a refusal"
-        return proc.stderr
 
 
 @pytest.fixture(scope="module")
 def helm() -> Helm:
     return Helm.for_cluster(None)
-
-
-def find(docs: Sequence[Mapping[str, Any]], kind: str, name_suffix: str = "") -> dict[str, Any]:
-    found = [d for d in docs if d["kind"] == kind and d["metadata"]["name"].endswith(name_suffix)]
-    assert len(found) == 1, f"expected one {kind} named *{name_suffix}, got {[d['metadata']['name'] for d in found]}"
-    return dict(found[0])
 
 
 def rules(role: Mapping[str, Any]) -> set[tuple[str, str, str, str]]:
@@ -115,24 +64,6 @@ def rules(role: Mapping[str, Any]) -> set[tuple[str, str, str, str]]:
 
 def grants(group: str, resources: Sequence[str], verbs: Sequence[str], name: str = "*") -> set[tuple[str, ...]]:
     return {(group, r, name, v) for r in resources for v in verbs}
-
-
-def container_env(container: Mapping[str, Any]) -> dict[str, str]:
-    """A container's environment; every value must be literal, so a local process can get it as is."""
-    env = {}
-    for var in container.get("env", []):
-        assert "value" in var and "valueFrom" not in var, f"env {var} is not a literal value"
-        env[var["name"]] = str(var["value"])
-    return env
-
-
-def local_argv(container: Mapping[str, Any]) -> list[str]:
-    """The container's command and args, with the program mapped to the venv's copy of it."""
-    command = list(container.get("command") or [])
-    assert command and command[0] in LOCAL_PROGRAMS, f"unexpected container command {command}"
-    program = LOCAL_PROGRAMS[command[0]]
-    assert program.exists(), f"{program} is missing: `pip install -e .` installs it"
-    return [str(program), *command[1:], *container.get("args", [])]
 
 
 # --- without a cluster ---------------------------------------------------------------------------
@@ -302,54 +233,9 @@ def chart_values(driver: str, instance_type: str, devices: int) -> dict[str, Any
     }
 
 
-@dataclass
-class Release:
-    cluster: Cluster
-    helm: Helm
-    name: str
-    namespace: str
-    workdir: Path
-
-    def install(self, values: Mapping[str, Any], action: str = "install") -> None:
-        path = self.workdir / f"values-{time.monotonic_ns()}.json"
-        path.write_text(json.dumps(values))
-        self.helm.run(action, self.name, str(CHART), "-n", self.namespace, "-f", str(path), "--wait", "--timeout=60s")
-
-    def manifest(self) -> list[dict[str, Any]]:
-        out = self.helm.run("get", "manifest", self.name, "-n", self.namespace).stdout
-        return [d for d in yaml.safe_load_all(out) if d]
-
-    def controller(self) -> ControllerProcess:
-        """The controller as the chart's Deployment would run it: its command, args and env, and
-        a token of its ServiceAccount (KUBECONFIG stands in for the mounted in-cluster token)."""
-        deployment = find(self.manifest(), "Deployment")
-        assert deployment["spec"]["replicas"] == 0
-        pod = deployment["spec"]["template"]["spec"]
-        (container,) = pod["containers"]
-        env = container_env(container)
-        assert env["DRA_KWOK_NAMESPACE"] == self.namespace
-        kubeconfig = self.cluster.service_account_kubeconfig(
-            self.namespace, pod["serviceAccountName"], self.workdir / "controller-sa.kubeconfig"
-        )
-        return ControllerProcess(
-            kubeconfig=kubeconfig,
-            namespace=env["DRA_KWOK_NAMESPACE"],
-            managed_by=env["DRA_KWOK_MANAGED_BY"],
-            log_path=self.workdir / f"controller-{self.name}.log",
-            metrics_port=int(env["DRA_KWOK_METRICS_PORT"]),
-            health_port=int(env["DRA_KWOK_HEALTH_PORT"]),
-            argv=local_argv(container),
-            env={**env, "KUBECONFIG": str(kubeconfig)},
-        )
-
-    def uninstall_without_hooks(self) -> None:
-        """Teardown after a failure or for a test that does not check uninstalling."""
-        self.helm.run("uninstall", self.name, "-n", self.namespace, "--no-hooks", "--ignore-not-found", check=False)
-
-
 @pytest.fixture
 def release(cluster: Cluster, namespace: str, unique_name: Callable[[str], str], tmp_path: Path) -> Iterator[Release]:
-    rel = Release(cluster, Helm.for_cluster(cluster), unique_name("dk"), namespace, tmp_path)
+    rel = Release(cluster, unique_name("dk"), namespace, tmp_path)
     yield rel
     rel.uninstall_without_hooks()
 

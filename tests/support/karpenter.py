@@ -15,8 +15,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
-import time
 import urllib.request
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
@@ -29,12 +27,11 @@ from typing import Any
 import yaml
 
 from tests.support.cluster import BUILD_BINARIES_SH, REPO_ROOT, Cluster, KubectlError
-from tests.support.controller import ControllerProcess, free_port
+from tests.support.controller import free_port
 from tests.support.wait import wait_until
 
 TOOLS_MODULE = REPO_ROOT / "tools" / "go" / "karpenter"
 KARPENTER_MODULE = "sigs.k8s.io/karpenter"
-CHART = REPO_ROOT / "charts" / "dra-kwok-driver"
 OVERLAY_CRD = REPO_ROOT / "crds" / "test.karpenter.sh_dranodeoverlays.yaml"
 
 # Karpenter's API: labels, annotations and condition reasons the tests look at.
@@ -196,81 +193,7 @@ def running_karpenter(cluster: Cluster, workdir: Path, **kwargs: Any) -> Iterato
             print(f"karpenter-kwok exited with {code}; log tail:\n{karpenter.log(5000)}")
 
 
-# --- our chart, with the controller as a process -------------------------------------------------
-def helm_binary(cluster: Cluster) -> Path:
-    linked = cluster.bindir / "helm"
-    if linked.exists():
-        return linked
-    out = subprocess.run(
-        [str(BUILD_BINARIES_SH), "--print-bindir", "helm"], capture_output=True, text=True, check=True
-    ).stdout
-    binary = Path(out.strip()) / "helm"
-    assert binary.exists(), f"{binary} is missing: run `make binaries`"
-    return binary
-
-
-def literal_env(container: Mapping[str, Any]) -> dict[str, str]:
-    env = {}
-    for var in container.get("env", []):
-        assert "value" in var, f"env {var} of the chart's Deployment is not a literal value"
-        env[var["name"]] = str(var["value"])
-    return env
-
-
-@dataclass
-class DriverRelease:
-    """A release of charts/dra-kwok-driver with `replicaCount: 0` (the cluster has no kubelet), whose
-    controller runs as a local process with the Deployment's command, arguments and environment and a
-    token of the chart's ServiceAccount, so it works through the chart's RBAC."""
-
-    cluster: Cluster
-    name: str
-    namespace: str
-    workdir: Path
-
-    def helm(self, *args: str, timeout: float = 120.0) -> str:
-        cmd = [str(helm_binary(self.cluster)), "--kubeconfig", str(self.cluster.kubeconfig), *args]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
-        if proc.returncode != 0:
-            raise AssertionError(f"helm {' '.join(args)} exited {proc.returncode}:\n{proc.stderr}{proc.stdout}")
-        return proc.stdout
-
-    def deploy(self, values: Mapping[str, Any], action: str = "install") -> None:
-        """`helm install` or `helm upgrade` with these values (replicaCount is forced to 0)."""
-        path = self.workdir / f"values-{time.monotonic_ns()}.json"
-        path.write_text(json.dumps({**values, "replicaCount": 0}))
-        self.helm(action, self.name, str(CHART), "-n", self.namespace, "-f", str(path), "--wait", "--timeout=60s")
-
-    def controller(self) -> ControllerProcess:
-        docs = [d for d in yaml.safe_load_all(self.helm("get", "manifest", self.name, "-n", self.namespace)) if d]
-        (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
-        assert deployment["spec"]["replicas"] == 0, deployment["spec"]
-        pod = deployment["spec"]["template"]["spec"]
-        (container,) = pod["containers"]
-        env = literal_env(container)
-        command = list(container.get("command") or [])
-        assert command[:1] == ["dra-kwok"], f"unexpected container command {command}"
-        program = Path(sys.executable).parent / "dra-kwok"  # `pip install -e .` puts the image's entrypoint here
-        kubeconfig = self.cluster.service_account_kubeconfig(
-            self.namespace, pod["serviceAccountName"], self.workdir / "controller-sa.kubeconfig"
-        )
-        return ControllerProcess(
-            kubeconfig=kubeconfig,
-            namespace=env["DRA_KWOK_NAMESPACE"],
-            managed_by=env["DRA_KWOK_MANAGED_BY"],
-            log_path=self.workdir / f"controller-{self.name}.log",
-            metrics_port=int(env["DRA_KWOK_METRICS_PORT"]),
-            health_port=int(env["DRA_KWOK_HEALTH_PORT"]),
-            argv=[str(program), *command[1:], *container.get("args", [])],
-            env={**env, "KUBECONFIG": str(kubeconfig)},
-        )
-
-    def uninstall(self) -> None:
-        cmd = [str(helm_binary(self.cluster)), "--kubeconfig", str(self.cluster.kubeconfig)]
-        cmd += ["uninstall", self.name, "-n", self.namespace, "--no-hooks", "--ignore-not-found"]
-        subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
-
-
+# --- our chart, with the controller as a process: tests/support/chart.py --------------------------
 def driver_values(driver: str, mappings: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Chart values: free local ports for the process standing in for the pod, the given mappings."""
     return {
