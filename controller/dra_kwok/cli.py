@@ -245,13 +245,25 @@ def _parse_label(text: str) -> tuple[str, str]:
     return key, value
 
 
+def _flags_else_env(given: list[Any] | None, env: str) -> list[str] | None:
+    """A repeatable flag's values if any were given, else its environment variable's list: the
+    flags replace the environment (argparse would append them to an env-derived default)."""
+    return [str(v) for v in given] if given is not None else _env_list(env)
+
+
 def settings_from_args(args: argparse.Namespace) -> Settings:
-    annotations = tuple(args.kwok_annotation) if args.kwok_annotation is not None else ("kwok.x-k8s.io/node",)
-    labels = (
-        tuple(args.kwok_label)
-        if args.kwok_label is not None
-        else (("type", "kwok"), ("kwok.x-k8s.io/provider", "kwok"))
-    )
+    given_annotations = _flags_else_env(args.kwok_annotation, "KWOK_ANNOTATIONS")
+    annotations = tuple(given_annotations) if given_annotations is not None else ("kwok.x-k8s.io/node",)
+    if args.kwok_label is not None:
+        labels = tuple(args.kwok_label)
+    elif (env_labels := _env_list("KWOK_LABELS")) is not None:
+        try:
+            labels = tuple(_parse_label(x) for x in env_labels)
+        except argparse.ArgumentTypeError as exc:
+            raise SystemExit(f"dra-kwok: DRA_KWOK_KWOK_LABELS: {exc}") from None
+    else:
+        labels = (("type", "kwok"), ("kwok.x-k8s.io/provider", "kwok"))
+    drivers = _flags_else_env(args.driver, "DRIVERS") or []
     return Settings(
         kubeconfig=args.kubeconfig or None,
         configmap_name=args.configmap_name,
@@ -260,7 +272,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         kwok_nodes=KwokNodeRule(annotations, labels),
         managed_by=args.managed_by,
         field_manager=args.field_manager or args.managed_by,
-        owned_drivers=frozenset(d for d in args.driver or [] if d),
+        owned_drivers=frozenset(d for d in drivers if d),
         metrics_port=args.metrics_port,
         health_port=args.health_port,
         bind_address=args.bind_address,
@@ -308,7 +320,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dra-kwok", description=__doc__.split("\n\n")[0] if __doc__ else None)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="run the controller")
+    run = sub.add_parser(
+        "run",
+        help="run the controller",
+        description="Run the controller. Every flag --some-name can also be set by the environment "
+        "variable DRA_KWOK_SOME_NAME (the chart sets them); --key is DRA_KWOK_CONFIGMAP_KEY, and the "
+        "repeatable --kwok-annotation, --kwok-label and --driver are DRA_KWOK_KWOK_ANNOTATIONS, "
+        "DRA_KWOK_KWOK_LABELS and DRA_KWOK_DRIVERS, comma-separated. A flag on the command line wins; "
+        "repeated flags replace the variable's list.",
+    )
     run.add_argument(
         "--kubeconfig",
         default=_env("KUBECONFIG", os.environ.get("KUBECONFIG", "")),
@@ -321,7 +341,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--kwok-annotation",
         action="append",
         metavar="KEY",
-        default=_env_list("KWOK_ANNOTATIONS"),
         help="an annotation that marks KWOK nodes (repeatable; env DRA_KWOK_KWOK_ANNOTATIONS, comma-separated; "
         "default kwok.x-k8s.io/node)",
     )
@@ -330,7 +349,6 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         type=_parse_label,
         metavar="KEY=VALUE",
-        default=[_parse_label(x) for x in _env_list("KWOK_LABELS") or []] or None,
         help="a label that marks KWOK nodes (repeatable; env DRA_KWOK_KWOK_LABELS, comma-separated; "
         "default type=kwok, kwok.x-k8s.io/provider=kwok)",
     )
@@ -348,8 +366,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--driver",
         action="append",
-        default=[d for d in _env("DRIVERS", "").split(",") if d],
-        help="a driver whose labelled slices we may delete even if no configuration names it now",
+        help="a driver whose labelled slices we may delete even if no configuration names it now "
+        "(repeatable; env DRA_KWOK_DRIVERS, comma-separated)",
     )
     run.add_argument("--metrics-port", type=int, default=int(_env("METRICS_PORT", "8080")), help="0 disables")
     run.add_argument("--health-port", type=int, default=int(_env("HEALTH_PORT", "8081")), help="0 disables")
