@@ -104,12 +104,12 @@ class Controller:
         assert self.api is not None
         s = self.settings
         self.watches = [
-            Reflector(self.api, "node", NODES_PATH, self._node, functools.partial(self.world.missing, "node")),
+            Reflector(self.api, "node", NODES_PATH, self.on_node, functools.partial(self.world.missing, "node")),
             Reflector(
                 self.api,
                 "slice",
                 SLICES_PATH,
-                self._slice,
+                self.on_slice,
                 functools.partial(self.world.missing, "slice"),
                 f"{LABEL_MANAGED_BY}={s.managed_by}",
             ),
@@ -142,10 +142,11 @@ class Controller:
             self.reconciler.mark(nodes)
 
     def _watch_event(self, kind: str, event_type: str | None) -> None:
-        """kopf re-lists after a watch gap (410 Gone once the apiserver has restarted, or after a
-        long disconnection) with events of type None, which report the objects that exist, never
-        those deleted during the gap: soon after one, check the API for what is gone. The first
-        listing of each kind (a burst of such events) follows our own initial sync: nothing missed."""
+        """For the kinds kopf watches (the ConfigMap, overlays). kopf re-lists after a watch gap
+        (410 Gone once the apiserver has restarted, or after a long disconnection) with events of
+        type None, which report the objects that exist, never those deleted during the gap: soon
+        after one, check the API for what is gone. The first listing of each kind (a burst of such
+        events) follows our own initial sync: nothing missed."""
         if event_type is not None or not self.ready:
             return
         now = time.monotonic()
@@ -202,18 +203,12 @@ class Controller:
                 self.on_configmap("DELETED", {"metadata": meta})
 
     def on_node(self, event_type: str | None, obj: Mapping[str, Any]) -> None:
-        self._watch_event("node", event_type)
-        self._node(event_type, obj)
-
-    def _node(self, event_type: str | None, obj: Mapping[str, Any]) -> None:
+        """A Node event from its Reflector (which lists again after a gap by itself)."""
         self._mark(self.world.on_node(event_type, obj))
         metrics.MANAGED_NODES.set(len(self.world.nodes))
 
     def on_slice(self, event_type: str | None, obj: Mapping[str, Any]) -> None:
-        self._watch_event("slice", event_type)
-        self._slice(event_type, obj)
-
-    def _slice(self, event_type: str | None, obj: Mapping[str, Any]) -> None:
+        """An event of one of our slices, from its Reflector."""
         self._mark(self.world.on_slice(event_type, obj))
         metrics.MANAGED_SLICES.set(len(self.world.slice_node))
 
