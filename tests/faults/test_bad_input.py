@@ -520,6 +520,39 @@ def test_overlay_wrong_past_admission_is_ready_false_and_the_last_good_spec_kept
     assert world.snapshot() == before and world.ctl.writes() == writes
 
 
+def test_mapping_placeholder_too_long_for_a_node_is_a_configmap_event_and_nothing_is_written(good: World) -> None:
+    """The same in a ConfigMap mapping. A ConfigMap has no status: a Warning Event `RenderFailed`
+    on it names the mapping, the node and the fix, once; the node keeps its last slices."""
+    world = good
+    cluster, namespace = world.scenario.cluster, world.scenario.namespace
+    before, writes = world.snapshot(), world.ctl.writes()
+    cfg = good_config(world.scenario.tag)
+    cfg["mappings"][0]["resourceSlice"]["devices"][0]["attributes"]["uuid"] = "{nodeName}" * 5
+    world.set_config(dump(cfg))
+    found = wait_until(
+        lambda: next(iter(events(cluster, namespace, "RenderFailed", CM)), None),
+        timeout=15,
+        what="a RenderFailed Event on the ConfigMap",
+        describe=world.ctl.log,
+    )
+    message = found["message"]
+    assert found["type"] == "Warning" and found["involvedObject"]["kind"] == "ConfigMap"
+    assert message.startswith("mapping small: cannot publish for 1 node(s), which keep what they had; ")
+    assert f"node {world.mapped}: devices.gpu-0.attributes.uuid" in message and "use {nodeHash}" in message
+    assert_kept(world, before, writes)
+
+    # A second node failing on the same mapping is not a new Event (one per mapping, not per node).
+    extra = world.scenario.unique("extra")
+    world.scenario.node(extra, instance_type="gpu-small")
+    wait_until(
+        lambda: f"cannot render slices for node {extra}" in world.ctl.log(), timeout=15, what="the second failure"
+    )
+    time.sleep(2.5)  # past the status loop's next pass (1 s)
+    cluster.kubectl("delete", "node", extra)
+    assert len(events(cluster, namespace, "RenderFailed", CM)) == 1
+    assert world.snapshot() == before and world.ctl.writes() == writes
+
+
 def test_placeholder_too_long_for_a_node_is_reported_and_nothing_is_written(good: World) -> None:
     """`{nodeName}` five times is over the 64-byte limit for this node's name: valid as a template,
     it cannot be rendered for the node, which keeps its last published slices. The overlay's Ready

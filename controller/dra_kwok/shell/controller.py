@@ -57,6 +57,7 @@ class Controller:
         self.runners: list[web.AppRunner] = []
         self.status_version = -1
         self.watches: list[Reflector] = []
+        self.mapping_failures_reported: frozenset[str] = frozenset()  # mappings a RenderFailed Event named
         self.relisting: asyncio.Task[None] | None = None
         self.relist_at = 0.0
         self.first_listing: dict[str, float] = {}  # kind -> end of kopf's first listing (moving)
@@ -302,11 +303,13 @@ class Controller:
             for c in conflicts:
                 losses.setdefault(c.overlay, []).append(c)
         failures: dict[str, list[tuple[str, str]]] = {}
+        mapping_failures: dict[str, list[tuple[str, str]]] = {}
         for node, (sources, problem) in self.world.render_failures.items():
             for source in sources:
                 kind, _, name = source.partition("/")
-                if kind == "overlay":
-                    failures.setdefault(name, []).append((node, problem))
+                into = failures if kind == "overlay" else mapping_failures
+                into.setdefault(name, []).append((node, problem))
+        self._report_mapping_failures(mapping_failures)
         now = _now()
         for state in list(self.world.overlays.values()):
             matched = 0
@@ -333,6 +336,29 @@ class Controller:
                     continue
                 raise
             state.status = status
+
+    def _report_mapping_failures(self, failures: Mapping[str, list[tuple[str, str]]]) -> None:
+        """A ConfigMap has no status: a Warning Event `RenderFailed` on it when a mapping starts
+        failing to render for some node (once per new set of failing mappings, not per node)."""
+        failing = frozenset(failures)
+        new = failing - self.mapping_failures_reported
+        self.mapping_failures_reported = failing
+        if not new:
+            return
+        s = self.settings
+        parts = []
+        for name in sorted(new):
+            node, problem = min(failures[name])
+            parts.append(
+                f"mapping {name}: cannot publish for {len(failures[name])} node(s), which keep what they had; "
+                f"node {node}: {problem}"
+            )
+        cm = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": s.configmap_name, "namespace": s.configmap_namespace, "uid": self.world.config.uid},
+        }
+        self._event(cm, "Warning", "RenderFailed", "; ".join(parts))
 
     def _event(self, obj: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
         if self.api is None:
