@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 
 from dra_kwok.core.config import FallbackConfig, load_config_data
+from dra_kwok.core.fingerprint import fingerprint
 from dra_kwok.core.overlay import OverlayRule, load_overlay
-from dra_kwok.core.plan import ObservedSlice, fingerprint, plan_node
+from dra_kwok.core.plan import ObservedSlice, plan_node
 from dra_kwok.core.render import DEFAULT_MANAGED_BY, NodeRef, NodeSlices, render
 from dra_kwok.core.resolve import Resolution, order_overlays, resolve
 from dra_kwok.shell.settings import Settings

@@ -11,16 +11,11 @@ differ are deleted before they are recreated.
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import json
-from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
 
-from .quantity import parse_quantity
+from .fingerprint import fingerprint
 from .render import (
     ANNOTATION_SOURCE,
     LABEL_MANAGED_BY,
@@ -34,74 +29,7 @@ from .render import (
     slice_manifest,
 )
 
-_QUANTITY_KEYS = frozenset({"value", "default", "min", "max", "step"})
 MAX_GENERATION = 2**63 - 1  # spec.pool.generation is an int64
-_NORMALIZED_KEYS = _QUANTITY_KEYS | {"validValues"}
-_SCALARS = (bool, int, float)
-
-
-@functools.lru_cache(maxsize=4096)
-def _canonical_quantity(value: str) -> str:
-    """A quantity string in canonical form (`1Gi` and `1073741824` alike); not a quantity: as is."""
-    try:
-        return str(parse_quantity(value).normalize())
-    except ValueError:
-        return value
-
-
-def _normalize(value: Any, key: str = "", quantities: bool = True) -> Any:
-    """A form in which two spellings of the same content compare equal (quantities by value,
-    server-filled taint times and empty fields ignored). A taint's `value` is a label value, not
-    a quantity, so nothing under `taints` is compared by quantity.
-
-    Every watch event of a slice goes through here, so scalar members of a mapping are handled
-    inline rather than by a recursive call each."""
-    if isinstance(value, dict):
-        out: dict[str, Any] = {}
-        for k, v in value.items():
-            if v is None or k == "timeAdded" or v == [] or v == {}:
-                continue
-            if isinstance(v, str):
-                out[k] = _canonical_quantity(v) if quantities and k in _NORMALIZED_KEYS else v
-            elif isinstance(v, _SCALARS):
-                out[k] = v
-            else:
-                out[k] = _normalize(v, k, quantities and k != "taints")
-        return out
-    if isinstance(value, list):
-        return [_normalize(v, key, quantities) for v in value]
-    if isinstance(value, str):
-        return _canonical_quantity(value) if quantities and key in _NORMALIZED_KEYS else value
-    if isinstance(value, Decimal):
-        return str(value)
-    return value
-
-
-def fingerprint(content: Body) -> str:
-    """A short digest of slice content, canonical across quantity spellings."""
-    text = json.dumps(_normalize(content), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-_SHARED_PRINTS: OrderedDict[int, tuple[Body, str]] = OrderedDict()
-_SHARED_PRINTS_MAX = 4096
-
-
-def desired_print(desired: DesiredSlice) -> str:
-    """`fingerprint(desired.content)`, computed once for content that every node of a pool spec
-    shares (no placeholders), instead of once per node on every plan."""
-    if not desired.shared:
-        return fingerprint(desired.content)
-    key = id(desired.content)
-    hit = _SHARED_PRINTS.get(key)
-    if hit is not None and hit[0] is desired.content:
-        _SHARED_PRINTS.move_to_end(key)
-        return hit[1]
-    printed = fingerprint(desired.content)
-    _SHARED_PRINTS[key] = (desired.content, printed)  # the content is kept alive so its id is not reused
-    if len(_SHARED_PRINTS) > _SHARED_PRINTS_MAX:
-        _SHARED_PRINTS.popitem(last=False)
-    return printed
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,7 +190,7 @@ def _plan_pool(
     same_pool = [o for o in current.values() if o.pool == pool.pool]
     generation = max((o.generation for o in same_pool), default=0)
 
-    prints = {s.name: desired_print(s) for s in pool.slices}
+    prints = {s.name: s.content_print or fingerprint(s.content) for s in pool.slices}
     content_changed = False
     meta_changed: list[DesiredSlice] = []
     labels = slice_labels(node.name, pool.driver, managed_by)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import names
+from .fingerprint import fingerprint
 from .issues import Issue
 from .models import RESOURCE_API_VERSION, CounterSet, DeviceTemplate
 from .resolve import Resolution
@@ -54,8 +55,9 @@ class DesiredSlice:
     slice_count: int
     content: Body  # {"devices": [...]} or {"sharedCounters": [...]}; shared, never mutate
     source: str
-    # `content` is the very object every node of this pool spec gets (no placeholders): its fingerprint is cached
-    shared: bool = field(default=False, compare=False)
+    # fingerprint(content), computed once when every node of the pool spec gets this very content
+    # (no placeholders); "" when the content is this node's own
+    content_print: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +96,8 @@ class _Compiled:
     devices: tuple[tuple[Body, bool, int], ...]  # (body, has placeholders, index within its template)
     counter_sets: tuple[Body, ...]
     per_slice: int
-    static_chunks: tuple[Body, ...] | None  # without placeholders, every node's slice contents: built once
+    # without placeholders, every node's slice contents and their fingerprints: built once
+    static_chunks: tuple[tuple[Body, str], ...] | None
 
 
 _COMPILED: OrderedDict[int, tuple[PoolSpec, _Compiled]] = OrderedDict()
@@ -122,7 +125,7 @@ def _compile(pool: PoolSpec) -> _Compiled:
     )
     static = None
     if not any(dynamic for _, dynamic, _ in devices):
-        static = tuple(_chunks([body for body, _, _ in devices], counter_sets, per_slice))
+        static = tuple((c, fingerprint(c)) for c in _chunks([body for body, _, _ in devices], counter_sets, per_slice))
     compiled = _Compiled(tuple(devices), counter_sets, per_slice, static)
     _COMPILED[id(pool)] = (pool, compiled)  # the pool is kept alive so its id is not reused
     if len(_COMPILED) > _COMPILED_MAX:
@@ -221,13 +224,13 @@ def _chunks(devices: list[Body], counter_sets: tuple[Body, ...], per_slice: int)
 
 def render(node: NodeRef, resolution: Resolution) -> NodeSlices:
     """The slices for `node`. Raises RenderError when a placeholder makes a value invalid."""
-    contents: list[tuple[PoolSpec, list[Body], bool]] = []
+    contents: list[tuple[PoolSpec, list[tuple[Body, str]]]] = []
     errors: list[Issue] = []
     failed: list[str] = []
     for pool in resolution.pools:
         compiled = _compile(pool)
         if compiled.static_chunks is not None:
-            contents.append((pool, list(compiled.static_chunks), True))
+            contents.append((pool, list(compiled.static_chunks)))
             continue
         before = len(errors)
         devices = [
@@ -236,19 +239,19 @@ def render(node: NodeRef, resolution: Resolution) -> NodeSlices:
         ]
         if len(errors) > before:
             failed.append(str(pool.source))
-        contents.append((pool, _chunks(devices, compiled.counter_sets, compiled.per_slice), False))
+        contents.append((pool, [(c, "") for c in _chunks(devices, compiled.counter_sets, compiled.per_slice)]))
     if errors:
         raise RenderError(node.name, errors, tuple(failed))
     simple = len(contents) == 1 and len(contents[0][1]) == 1
     pname = pool_name(node.name)
     pools = []
-    for pool, chunks, shared in contents:
+    for pool, chunks in contents:
         source = str(pool.source)
         slices = tuple(
             DesiredSlice(
-                slice_name(node.name, pool.driver, i, simple), pool.driver, pname, len(chunks), c, source, shared
+                slice_name(node.name, pool.driver, i, simple), pool.driver, pname, len(chunks), c, source, printed
             )
-            for i, c in enumerate(chunks)
+            for i, (c, printed) in enumerate(chunks)
         )
         pools.append(DesiredPool(pool.driver, pname, source, slices))
     return NodeSlices(node, tuple(pools))

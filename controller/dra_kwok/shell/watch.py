@@ -55,6 +55,7 @@ class Reflector:
         self.missing = missing
         self.label_selector = label_selector
         self.resource_version = ""
+        self.events_counter = metrics.WATCH_EVENTS.labels(kind=kind)  # looked up once, not per event
 
     def _deliver(self, event_type: str | None, obj: Mapping[str, Any]) -> None:
         try:
@@ -134,7 +135,7 @@ class Reflector:
             self.resource_version = rv
         if event_type == "BOOKMARK" or event_type not in ("ADDED", "MODIFIED", "DELETED"):
             return
-        metrics.WATCH_EVENTS.labels(kind=self.kind).inc()
+        self.events_counter.inc()
         self._deliver(event_type, obj)
 
 

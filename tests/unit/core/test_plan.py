@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from dra_kwok.core.plan import NodePlan, ObservedSlice, desired_print, fingerprint, plan_node
+from dra_kwok.core.fingerprint import fingerprint
+from dra_kwok.core.plan import NodePlan, ObservedSlice, plan_node
 from dra_kwok.core.render import NodeRef, NodeSlices, render, slice_manifest
 from dra_kwok.core.resolve import Resolution
 from dra_kwok.core.validation import PoolSpec
@@ -377,16 +378,24 @@ class TestObservedSlice:
 def test_a_pool_without_placeholders_gives_every_node_the_same_content_and_fingerprint() -> None:
     a, b = desired(GPUS, node=NodeRef("node-a", "uid-a")), desired(GPUS, node=NodeRef("node-b", "uid-b"))
     sa, sb = a.pools[0].slices[0], b.pools[0].slices[0]
-    assert sa.shared and sb.shared and sa.content is sb.content
-    assert desired_print(sa) == desired_print(sb) == fingerprint(sa.content)
+    assert sa.content is sb.content
+    assert sa.content_print == sb.content_print == fingerprint(sa.content)
 
 
 def test_a_pool_with_placeholders_is_fingerprinted_per_node() -> None:
     spec = pool(device("gpu", count=2, attributes={"host": "{nodeName}"}))
     a, b = desired(spec, node=NodeRef("node-a", "uid-a")), desired(spec, node=NodeRef("node-b", "uid-b"))
     sa, sb = a.pools[0].slices[0], b.pools[0].slices[0]
-    assert not sa.shared and not sb.shared
-    assert desired_print(sa) == fingerprint(sa.content) != desired_print(sb) == fingerprint(sb.content)
+    assert sa.content_print == sb.content_print == "", "per-node content is fingerprinted by the planner"
+    for node, want in ((NodeRef("node-a", "uid-a"), a), (NodeRef("node-b", "uid-b"), b)):
+        (op,) = [o for p in plan(FakeSliceApi(), want, node=node).pools for o in p.applies]
+        assert op.content_print == fingerprint(want.pools[0].slices[0].content)
+    assert fingerprint(sa.content) != fingerprint(sb.content)
+
+
+def test_applies_carry_the_fingerprint_rendered_once() -> None:
+    (op,) = [o for p in plan(FakeSliceApi(), desired(GPUS)).pools for o in p.applies]
+    assert op.content_print == fingerprint(desired(GPUS).pools[0].slices[0].content)
 
 
 def test_observed_fingerprint_reuses_a_known_one_only_for_equal_content() -> None:
