@@ -12,7 +12,9 @@ and the path under which the core must report it.
 
 from __future__ import annotations
 
+import re as _re
 import string
+from fractions import Fraction
 from functools import cache
 from typing import Any
 
@@ -522,3 +524,83 @@ def invalid_overlay_documents(draw: st.DrawFn) -> tuple[Doc, Path]:
     where = _break_device(draw, devices, di, ("spec", "resourceSlices", ti, "spec", "devices", di))
     # A duplicated device may collide with the same name in another template of the driver.
     return doc, where if where[-1] != "devices" else ("spec", "resourceSlices")
+
+
+# --- quantities as the apiserver reads them ----------------------------------------------------
+# A statement of k8s.io/apimachinery's ParseQuantity grammar, written from its documentation
+# and source independently of core/quantity.py, as the oracle the parser is compared with:
+#   <quantity> ::= <signedNumber><suffix>; <number> ::= digits, digits.digits, digits. or .digits
+#   <suffix>   ::= Ki|Mi|Gi|Ti|Pi|Ei | n|u|m||k|M|G|T|P|E | (e|E)<signed int64>
+# and what the scanner lets through beyond it: a number may have no digit at all ("", "+", ".",
+# "-."), which the fast int64 path reads as 0 as long as the value's scale stays at or above
+# 1e-9 and, for binary suffixes, 15 digits of precision remain (Ki to Ti); otherwise the slow
+# path finds no digit and refuses it. The exponent is cast to int32; values are rounded up to
+# 1n and binary ones capped at 2^63-1. JSON decoding trims Go's white space first.
+
+GO_SPACE = "\t\n\v\f\r \x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + "\u2028\u2029\u202f\u205f\u3000"
+_GRAMMAR = _re.compile(
+    r"(?P<sign>[+-]?)(?P<whole>[0-9]*)(?:\.(?P<fraction>[0-9]*))?"
+    r"(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|[eE](?P<exp>[+-]?[0-9]+))?"
+)
+_DECIMAL = {"n": -9, "u": -6, "m": -3, "": 0, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
+_BINARY = {"Ki": 10, "Mi": 20, "Gi": 30, "Ti": 40, "Pi": 50, "Ei": 60}
+
+
+def apiserver_quantity_value(text: str) -> Fraction | None:
+    """The value the apiserver holds for a JSON string quantity, or None if it refuses it."""
+    body = text.strip(GO_SPACE)
+    match = _GRAMMAR.fullmatch(body)
+    if not body or match is None:
+        return None
+    suffix, digits = match["suffix"] or "", (match["whole"] or "") + (match["fraction"] or "")
+    if match["exp"] is not None:
+        exponent = int(match["exp"])
+        if not INT64_MIN <= exponent <= INT64_MAX:
+            return None
+        exponent = (exponent + 2**31) % 2**32 - 2**31
+    if not digits:  # no digit: only the fast path reads it (as 0)
+        fast = suffix in ("Ki", "Mi", "Gi", "Ti", *_DECIMAL) or (match["exp"] is not None and exponent >= -9)
+        return Fraction(0) if fast else None
+    number = Fraction(int(digits), 10 ** len(match["fraction"] or ""))
+    if match["sign"] == "-":
+        number = -number
+    if suffix in _BINARY:
+        value = number * 2 ** _BINARY[suffix]
+    elif suffix in _DECIMAL:
+        value = number * Fraction(10) ** _DECIMAL[suffix]
+    else:
+        value = number * Fraction(10) ** exponent
+    magnitude = abs(value)
+    if magnitude:
+        nanos = -(-magnitude * 10**9 // 1)  # rounded up to a multiple of 1n
+        magnitude = Fraction(nanos, 10**9)
+    if suffix in _BINARY:
+        magnitude = min(magnitude, Fraction(INT64_MAX))
+    return magnitude if value >= 0 else -magnitude
+
+
+_QUANTITY_SUFFIXES = ["", "", "n", "u", "m", "k", "M", "G", "T", "P", "E", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"]
+
+
+@st.composite
+def quantity_strings(draw: st.DrawFn, max_exponent: int = 40) -> str:
+    """Strings near the quantity grammar: well-formed ones with every suffix, sign, exponent and
+    digit count (up to 25, past int64), and some with one thing wrong or missing."""
+    sign = draw(st.sampled_from(["", "", "", "+", "-"]))
+    whole = draw(st.one_of(st.text("0123456789", max_size=3), st.text("0123456789", max_size=25)))
+    fraction = draw(st.one_of(st.none(), st.text("0123456789", max_size=12)))
+    suffix = draw(
+        st.one_of(
+            st.sampled_from(_QUANTITY_SUFFIXES),
+            st.builds(
+                lambda e, s, z: e + s + z,
+                st.sampled_from(["e", "E"]),
+                st.sampled_from(["", "+", "-"]),
+                st.integers(0, max_exponent).map(str),
+            ),
+            st.sampled_from(["K", "i", "mi", "e", "E+", "ki", "Ee3", "1", "x", "e1.5", "Ki1"]),
+        )
+    )
+    text = sign + whole + ("" if fraction is None else "." + fraction) + suffix
+    space = draw(st.sampled_from(["", "", "", "", " ", "\t", "\xa0", "\u3000", "\x1c"]))
+    return draw(st.sampled_from([text, text, space + text, text + space]))

@@ -329,8 +329,30 @@ def test_semver_format(value: str) -> None:
     assert _accepts(schema, value) == (names.semver_problem(value) is None)
 
 
-@given(st.text(alphabet="0159.+-eEkKmMGiTPn ", max_size=10))
-@_examples("80Gi", "500m", "1e3", "1E-3", ".5", "5.", "+1", "-1", "1.5Gi", "Gi", "", "1 Gi", "1ki", "1u", "0x10")
+@given(st.text(alphabet="0159.+-eEkKmMGiTPnu \t\xa0\x1c", max_size=10))
+@_examples(
+    "80Gi",
+    "500m",
+    "1e3",
+    "1E-3",
+    ".5",
+    "5.",
+    "+1",
+    "-1",
+    "1.5Gi",
+    "Gi",
+    "Pi",
+    "e-10",
+    "e-9",
+    "",
+    " ",
+    " 1",
+    "1 Gi",
+    "1ki",
+    "1u",
+    "100n",
+    "0x10",
+)
 def test_quantity_format(value: str) -> None:
     schema = SPEC["properties"]["capacity"]["additionalProperties"]
     assert _accepts(schema, value) == (quantity_problem(value) is None)

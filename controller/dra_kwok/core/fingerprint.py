@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from .quantity import parse_quantity
+from .quantity import canonical_quantity
 
 _QUANTITY_KEYS = frozenset({"value", "default", "min", "max", "step"})
 _NORMALIZED_KEYS = _QUANTITY_KEYS | {"validValues"}
@@ -19,9 +19,10 @@ _SCALARS = (bool, int, float)
 
 @functools.lru_cache(maxsize=4096)
 def _canonical_quantity(value: str) -> str:
-    """A quantity string in canonical form (`1Gi` and `1073741824` alike); not a quantity: as is."""
+    """A quantity string as the apiserver stores it (`1024Mi` and `1Gi` alike, `1000E` as the
+    apiserver's `1`), so what we wrote and what we read back compare equal; not a quantity: as is."""
     try:
-        return str(parse_quantity(value).normalize())
+        return canonical_quantity(value)
     except ValueError:
         return value
 

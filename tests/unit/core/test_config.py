@@ -424,11 +424,15 @@ class TestAttributesAndCapacity:
     @pytest.mark.parametrize(
         ("capacity", "path", "message"),
         [
-            ({"memory": "80 Gi"}, "capacity.memory.value", "'80 Gi' is not a quantity (examples: 16Gi, 80G, 500m, 4)"),
+            (
+                {"memory": "80 Gi"},
+                "capacity.memory.value",
+                "'80 Gi' is not a quantity (examples: 16Gi, 80G, 500m, 100n, 1e3, 4)",
+            ),
             (
                 {"memory": {"value": "lots"}},
                 "capacity.memory.value",
-                "'lots' is not a quantity (examples: 16Gi, 80G, 500m, 4)",
+                "'lots' is not a quantity (examples: 16Gi, 80G, 500m, 100n, 1e3, 4)",
             ),
             (
                 {"memory": 1.5},

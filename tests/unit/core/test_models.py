@@ -131,8 +131,8 @@ class TestCapacityAndCounters:
     @pytest.mark.parametrize(
         ("raw", "path", "message"),
         [
-            ("80 Gi", "value", "'80 Gi' is not a quantity (examples: 16Gi, 80G, 500m, 4)"),
-            ({"value": "lots"}, "value", "'lots' is not a quantity (examples: 16Gi, 80G, 500m, 4)"),
+            ("80 Gi", "value", "'80 Gi' is not a quantity (examples: 16Gi, 80G, 500m, 100n, 1e3, 4)"),
+            ({"value": "lots"}, "value", "'lots' is not a quantity (examples: 16Gi, 80G, 500m, 100n, 1e3, 4)"),
             (1.5, "value", 'a number with a fraction (1.5) must be quoted to be a quantity ("1.5")'),
             (True, "value", "must be a quantity string such as 16Gi or 500m, or an integer"),
             ({}, "value", "is required"),
@@ -336,7 +336,7 @@ class TestOverlaySpec:
         )
         assert one_issue(OverlaySpec, {"capacity": {"example.com/gpu": "eight"}}) == (
             "capacity['example.com/gpu']",
-            "'eight' is not a quantity (examples: 16Gi, 80G, 500m, 4)",
+            "'eight' is not a quantity (examples: 16Gi, 80G, 500m, 100n, 1e3, 4)",
         )
 
     def test_extended_resource_capacity_is_accepted(self) -> None:

@@ -272,7 +272,7 @@ class TestCapacity:
     def test_capacity_must_be_a_quantity(self) -> None:
         issue = only_error(overlay_errors(overlay(capacity={f"{DRIVER}/device": "eight"})))
         assert format_path(issue.path) == f"spec.capacity['{DRIVER}/device']"
-        assert issue.message == "'eight' is not a quantity (examples: 16Gi, 80G, 500m, 4)"
+        assert issue.message == "'eight' is not a quantity (examples: 16Gi, 80G, 500m, 100n, 1e3, 4)"
 
     def test_capacity_that_disagrees_with_the_templates_warns(self) -> None:
         doc = overlay(capacity={f"{DRIVER}/device": "8"}, templates=[template(DRIVER, [device("gpu", count=2)])])
