@@ -410,7 +410,9 @@ _MISTAKES: dict[str, Any] = {
     "attribute_value": st.sampled_from(
         [7.5, "x" * 65, {"int": 2**63}, {"version": "1.0"}, {}, {"int": 1, "bool": True}, [1]]
     ),
-    "capacity": st.sampled_from(["80 Gi", "lots", 1.5, True, {"value": "1e9999999"}, {"requestPolicy": {}}]),
+    "capacity": st.sampled_from(
+        ["80 Gi", "lots", 1.5, True, {"value": "1e99999999999999999999"}, {"value": "Pi"}, {"requestPolicy": {}}]
+    ),
     "count": st.sampled_from([0, -1, 1025, 10_000, "8"]),
     "taint": st.sampled_from(
         [{"key": "k", "effect": "PreferNoSchedule"}, {"key": "a b", "effect": "NoSchedule"}, {"effect": "None"}]
@@ -418,6 +420,7 @@ _MISTAKES: dict[str, Any] = {
     "counter_ref": st.just([{"counterSet": "no-such-set", "counters": {"c": "1"}}]),
     "request_policy": st.just({"value": "8", "requestPolicy": {"default": "1"}}),
     "binding": st.just(["ready"]),
+    "typo": st.sampled_from(["cont", "atributes", "capacty", "taint", "allow_multiple_allocations"]),
 }
 
 
@@ -455,6 +458,8 @@ def _break_device(draw: st.DrawFn, devices: list[Doc], di: int, dev_path: Path) 
     elif kind == "binding":
         dev.pop("bindingFailureConditions", None)
         dev["bindingConditions"] = mistake
+    elif kind == "typo":
+        dev[mistake] = 1
     return dev_path
 
 

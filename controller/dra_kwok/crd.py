@@ -34,6 +34,7 @@ import yaml
 
 from .core import names, validation
 from .core.models import (
+    DRIVER_OWNED_FIELDS,
     MAX_DEVICES_PER_POOL,
     MAX_REQUIREMENTS,
     MAX_WEIGHT,
@@ -56,7 +57,8 @@ CATEGORIES: Final = ("karpenter", "dra-kwok")
 # Limits the core does not have, because they only matter for admission.
 # Label keys, condition types and Karpenter's requirement keys: a 253-character DNS prefix, '/', a name.
 QUALIFIED_NAME_MAX: Final = 316
-# Attribute strings and versions ("string values must be at most 64 characters" in models.Attribute).
+# Attribute strings and versions: 64 bytes of UTF-8 in the apiserver (and models.Attribute); a schema's
+# maxLength counts characters, so admission bounds them at 64 characters and the controller the bytes.
 ATTRIBUTE_STRING_MAX: Final = 64
 # Karpenter NodeOverlay's spec.capacity is unbounded; a bound keeps the CEL cost of its key rules finite.
 MAX_OVERLAY_CAPACITY: Final = 32
@@ -69,7 +71,7 @@ QUANTITY_MAX: Final = 64
 
 # Fields of a real ResourceSlice spec that the driver fills in per node: declared in the schema (so
 # pruning does not silently drop them) and rejected by CEL with a message that says why.
-DRIVER_OWNED_TEMPLATE_FIELDS: Final = ("nodeName", "pool", "nodeSelector", "allNodes", "perDeviceNodeSelection")
+DRIVER_OWNED_TEMPLATE_FIELDS: Final = DRIVER_OWNED_FIELDS
 
 # Formats, in the RE2 syntax the apiserver uses (and Python's `re` reads the same way). Each agrees
 # with a `core.names` check; tests/unit/test_crd.py compares them on many strings.
@@ -170,7 +172,7 @@ def _attribute_value() -> Schema:
     return {
         "description": (
             "A device attribute: exactly one of int, bool, string or version, or the shorthand "
-            "scalar (an integer, true/false, or a string of at most 64 characters)."
+            "scalar (an integer, true/false, or a string of at most 64 bytes of UTF-8)."
         ),
         # Typeless (see the module docstring): the object keys are checked by `properties`,
         # `maxProperties` and the `anyOf` of `required`, none of which apply to a scalar; a
@@ -472,10 +474,16 @@ def _overlay_spec() -> Schema:
     return {
         "type": "object",
         "description": "Which nodes (requirements, weight) get which ResourceSlices.",
+        # Required, so that a misspelt `requirements` (pruned by a client without strict field
+        # validation) is refused instead of making the overlay match every KWOK node.
+        "required": ["requirements"],
         "properties": {
             "requirements": {
                 "type": "array",
-                "description": "Node label requirements, all of which a node must meet (none: every node).",
+                "description": (
+                    "Node label requirements, all of which a node must meet. Required: write [] to match "
+                    "every KWOK node."
+                ),
                 "maxItems": MAX_REQUIREMENTS,
                 "x-kubernetes-list-type": "atomic",
                 "items": _requirement(),

@@ -223,6 +223,7 @@ SCHEMA_CASES = [
     bad("counter-sets-too-many", SETS, [{"name": f"s{i}", "counters": {"a": 1}} for i in range(9)]),
     bad("counter-sets-same-name", (*SETS, 1), {"name": "gpu-counters", "counters": {"a": 1}}),
     bad("requirements-too-many", REQ, [{"key": f"k{i}", "operator": "Exists"} for i in range(101)]),
+    bad("requirements-missing", REQ, DELETE),
     bad("spec-missing", ("spec",), DELETE),
     # Stricter than the controller: Karpenter-style label values, and a bound on the templates.
     bad("requirement-value", (*REQ, 0, "values"), ["g5 48xlarge"], (*REQ, 0, "values", 0), model_rejects=False),
@@ -406,6 +407,31 @@ def test_rejects_unknown_fields_with_strict_validation(overlays: Overlays) -> No
     status, message = overlays.rejection(obj)
     assert status == 400, message
     assert 'unknown field "spec.resourceSlices[0].spec.devices[0].atributes"' in message
+
+
+def test_a_misspelt_requirements_pruned_by_a_lax_client_is_refused_not_a_catch_all(overlays: Overlays) -> None:
+    """A client without strict field validation (`kubectl apply --validate=warn`, most libraries)
+    gets the unknown field pruned: the overlay must then be refused, not match every node."""
+    obj = copy.deepcopy(VALID)
+    obj["metadata"]["name"] = "typo-requirements"
+    obj["spec"]["requirments"] = obj["spec"].pop("requirements")
+    assert load_overlay(obj)[0] is None
+    for validation in ("Ignore", "Warn"):
+        with pytest.raises(ApiException) as err:
+            overlays.api.create_cluster_custom_object(
+                OVERLAY_GROUP, OVERLAY_VERSION, OVERLAY_PLURAL, obj, dry_run="All", field_validation=validation
+            )
+        assert err.value.status == 422, err.value.body
+        assert "spec.requirements: Required value" in json.loads(err.value.body)["message"]
+
+
+def test_an_explicit_empty_requirements_is_admitted_and_kept(overlays: Overlays) -> None:
+    obj = copy.deepcopy(VALID)
+    obj["metadata"]["name"] = "every-node"
+    obj["spec"]["requirements"] = []
+    rule, issues = load_overlay(obj)
+    assert rule is not None and rule.requirements == (), issues
+    assert overlays.create(obj)["spec"]["requirements"] == []
 
 
 def test_status_subresource_and_printer_columns(

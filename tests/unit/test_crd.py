@@ -216,8 +216,8 @@ def test_attribute_string_limit_is_the_models() -> None:
 def test_restricted_capacity_names_are_the_models() -> None:
     for name in crd.RESTRICTED_CAPACITY:
         with pytest.raises(ValueError, match="restricted"):
-            OverlaySpec.model_validate({"capacity": {name: "1"}})
-    OverlaySpec.model_validate({"capacity": {"example.com/device": "1"}})
+            OverlaySpec.model_validate({"requirements": [], "capacity": {name: "1"}})
+    OverlaySpec.model_validate({"requirements": [], "capacity": {"example.com/device": "1"}})
 
 
 def test_enums_are_the_models() -> None:

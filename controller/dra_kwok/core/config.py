@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from .issues import Issue, Path, Severity, errors
 from .models import DriverConfig, LabelSelector
-from .validation import PoolSpec, Source, driver_issues, pool_issues, pydantic_issues, unknown_key_warnings
+from .validation import PoolSpec, Source, driver_issues, pool_issues, pydantic_issues, unknown_field_issues
 
 DEFAULT_CONFIGMAP_NAME = "dra-kwok-configmap"
 DEFAULT_CONFIGMAP_KEY = "config.yaml"
@@ -140,13 +140,13 @@ def load_config_data(data: Any) -> tuple[FallbackConfig | None, list[Issue]]:
         return EMPTY_CONFIG, [Issue((), "the configuration is empty: no fallback mappings", severity=Severity.WARNING)]
     if not isinstance(data, MappingABC):
         return None, [Issue((), "config.yaml must be a mapping with 'driver' and 'mappings'", type(data).__name__)]
-    # Driver names are checked on the raw data so they are reported even when the structure is wrong.
-    driver_findings = _raw_driver_issues(data)
+    # Checked on the raw data so they are reported even when the structure is wrong.
+    raw_findings = unknown_field_issues(DriverConfig, data) + _raw_driver_issues(data)
     try:
         cfg = DriverConfig.model_validate(data)
     except ValidationError as exc:
-        return None, pydantic_issues(exc) + driver_findings
-    issues = list(unknown_key_warnings(cfg)) + driver_findings
+        return None, pydantic_issues(exc) + raw_findings
+    issues = raw_findings
     rules: list[MappingRule] = []
     seen_names: set[str] = set()
     for i, m in enumerate(cfg.mappings):

@@ -12,7 +12,7 @@ duplicate names, size limits) live in `validation`.
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     AfterValidator,
@@ -46,7 +46,11 @@ OVERLAY_PLURAL = "dranodeoverlays"
 
 
 class Model(BaseModel):
-    """Immutable, camelCase on the wire, unknown keys kept (and reported as warnings)."""
+    """Immutable, camelCase on the wire. Unknown keys are kept out of the API and reported as
+    errors by `validation.unknown_field_issues`, which walks the raw document; keys a model
+    reports itself, with a better message, are in its HANDLED_KEYS."""
+
+    HANDLED_KEYS: ClassVar[frozenset[str]] = frozenset()
 
     model_config = ConfigDict(
         alias_generator=to_camel,
@@ -372,16 +376,19 @@ class Requirement(Model):
         return self
 
 
+DRIVER_OWNED_FIELDS = ("nodeName", "pool", "nodeSelector", "allNodes", "perDeviceNodeSelection")
+
+
 class SliceTemplateSpec(PoolTemplate):
     driver: StrictStr
+
+    HANDLED_KEYS: ClassVar[frozenset[str]] = frozenset(DRIVER_OWNED_FIELDS)
 
     @model_validator(mode="before")
     @classmethod
     def _driver_owned_fields(cls, value: Any) -> Any:
         if isinstance(value, dict):
-            owned = [
-                k for k in ("nodeName", "pool", "nodeSelector", "allNodes", "perDeviceNodeSelection") if k in value
-            ]
+            owned = [k for k in DRIVER_OWNED_FIELDS if k in value]
             if owned:
                 raise ValueError(
                     f"{', '.join(owned)} must not be set in a template: the driver fills in nodeName and pool "
@@ -402,7 +409,9 @@ class SliceTemplate(Model):
 class OverlaySpec(Model):
     """DRANodeOverlay spec: Karpenter NodeOverlay's requirements and weight, plus slice templates."""
 
-    requirements: Annotated[list[Requirement], Field(max_length=MAX_REQUIREMENTS)] = Field(default_factory=list)
+    # Required: an overlay for every KWOK node says so (`requirements: []`), so a misspelt or
+    # pruned `requirements` cannot make it a catch-all.
+    requirements: Annotated[list[Requirement], Field(max_length=MAX_REQUIREMENTS)]
     weight: Annotated[StrictInt, Field(ge=MIN_WEIGHT, le=MAX_WEIGHT)] | None = None
     capacity: dict[str, Quantity] = Field(default_factory=dict)
     resource_slices: list[SliceTemplate] = Field(default_factory=list)

@@ -156,8 +156,8 @@ def string_attribute_problem(value: str) -> str | None:
     size = len(value.encode())
     if size <= STRING_ATTRIBUTE_MAX:
         return None
-    unit = "characters" if size == len(value) else "bytes in UTF-8"
-    return f"must be at most {STRING_ATTRIBUTE_MAX} {unit} (has {size})"
+    has = f"{size}" if size == len(value) else f"{size} bytes, {len(value)} characters"
+    return f"must be at most {STRING_ATTRIBUTE_MAX} bytes of UTF-8 (has {has})"
 
 
 def semver_problem(value: str) -> str | None:

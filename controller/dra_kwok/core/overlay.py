@@ -11,7 +11,15 @@ from pydantic import ValidationError
 from .issues import Issue, Path, Severity, errors
 from .models import CounterSet, DeviceTemplate, OverlaySpec, Requirement
 from .quantity import parse_quantity
-from .validation import PoolSpec, Source, driver_issues, pool_issues, pydantic_issues, unknown_key_warnings
+from .validation import (
+    PoolSpec,
+    Source,
+    driver_issues,
+    pool_issues,
+    pydantic_issues,
+    surprise_issues,
+    unknown_field_issues,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,12 +45,13 @@ def load_overlay(obj: Mapping[str, Any]) -> tuple[OverlayRule | None, list[Issue
         return None, [Issue(("metadata", "name"), "is required")]
     if not isinstance(raw_spec, Mapping):
         return None, [Issue(("spec",), "is required and must be a mapping")]
-    driver_findings = _raw_driver_issues(raw_spec)
+    # Checked on the raw spec so they are reported even when the structure is wrong.
+    raw_findings = unknown_field_issues(OverlaySpec, raw_spec, ("spec",)) + _raw_driver_issues(raw_spec)
     try:
         spec = OverlaySpec.model_validate(raw_spec)
     except ValidationError as exc:
-        return None, pydantic_issues(exc, ("spec",)) + driver_findings
-    issues = list(unknown_key_warnings(spec, ("spec",))) + driver_findings
+        return None, [_explain_missing(i) for i in pydantic_issues(exc, ("spec",))] + raw_findings
+    issues = raw_findings
 
     # Templates of one driver merge into one pool: a node has one pool per driver.
     by_driver: dict[str, tuple[list[tuple[Path, DeviceTemplate]], list[tuple[Path, CounterSet]]]] = {}
@@ -66,9 +75,22 @@ def load_overlay(obj: Mapping[str, Any]) -> tuple[OverlayRule | None, list[Issue
             )
         )
     issues += _capacity_warnings(spec, pools)
+    for key, value in spec.capacity.items():
+        issues += surprise_issues(("spec", "capacity", key), value)
     if errors(issues):
         return None, issues
     return OverlayRule(name, spec.effective_weight, tuple(spec.requirements), tuple(pools)), issues
+
+
+def _explain_missing(issue: Issue) -> Issue:
+    """A missing `requirements` is refused, not read as "every node": say how to mean that."""
+    if issue.path == ("spec", "requirements") and issue.message == "is required":
+        return Issue(
+            issue.path,
+            "is required: an overlay without requirements would take over every KWOK node",
+            fix="list the node requirements, or write 'requirements: []' to match every KWOK node",
+        )
+    return issue
 
 
 def _raw_driver_issues(spec: Mapping[str, Any]) -> list[Issue]:

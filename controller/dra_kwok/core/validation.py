@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import difflib
 from collections import Counter as Tally
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
 from . import names
 from .issues import Issue, Path, Severity, format_path
 from .models import MAX_DEVICES_PER_POOL, CounterSet, DeviceTemplate
-from .quantity import parse_quantity
+from .quantity import parse_quantity, quantity_surprise
 
 MAX_ATTRIBUTES_AND_CAPACITIES = 32
 MAX_TAINTS = 4  # 1.34 allows 4 (16 from 1.35)
@@ -80,32 +81,55 @@ def pydantic_issues(exc: ValidationError, prefix: Path = ()) -> list[Issue]:
     return out
 
 
-def unknown_key_warnings(model: BaseModel, path: Path = ()) -> Iterator[Issue]:
-    """Warn about keys the models kept but do not know (typos such as `atributes`)."""
-    known = [f.alias or n for n, f in type(model).model_fields.items()]
-    for key in model.model_extra or {}:
-        close = difflib.get_close_matches(key, known, n=1)
-        yield Issue(
-            path + (key,),
-            "unknown field, ignored",
-            fix=f"did you mean {close[0]!r}?" if close else f"known fields here: {', '.join(known)}",
-            severity=Severity.WARNING,
-        )
-    for name, field in type(model).model_fields.items():
-        value = getattr(model, name)
-        sub = path + (field.alias or name,)
-        yield from _walk_extras(value, sub)
+def unknown_field_issues(model: type[BaseModel], data: Any, path: Path = ()) -> list[Issue]:
+    """Every key of the raw `data` that `model` does not know, at any depth, as an error with the
+    nearest known field. Walked on the raw data, not the validated model, so that one typo which
+    makes validation fail (`nodeSelectr`) does not hide the others. Only the API spelling counts
+    (`nodeSelector`; `node_selector` is unknown, as it is to the apiserver)."""
+    if not isinstance(data, Mapping):
+        return []
+    fields = {f.alias or name: f for name, f in model.model_fields.items()}
+    handled: frozenset[str] = getattr(model, "HANDLED_KEYS", frozenset())
+    out: list[Issue] = []
+    for key, value in data.items():
+        if not isinstance(key, str):
+            continue  # pydantic reports it ("Keys should be strings")
+        field = fields.get(key)
+        if field is not None:
+            out += _unknown_under(field.annotation, value, (*path, key))
+        elif key not in handled:
+            close = difflib.get_close_matches(key, [*fields, *handled], n=1)
+            out.append(
+                Issue(
+                    (*path, key),
+                    "unknown field",
+                    fix=f"did you mean {close[0]!r}?" if close else f"known fields here: {', '.join(fields)}",
+                )
+            )
+    return out
 
 
-def _walk_extras(value: Any, path: Path) -> Iterator[Issue]:
-    if isinstance(value, BaseModel):
-        yield from unknown_key_warnings(value, path)
-    elif isinstance(value, list | tuple):
-        for i, item in enumerate(value):
-            yield from _walk_extras(item, path + (i,))
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield from _walk_extras(item, path + (key,))
+def _unknown_under(annotation: Any, value: Any, path: Path) -> list[Issue]:
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Annotated:
+        return _unknown_under(args[0], value, path)
+    if origin in (Union, UnionType):
+        return [i for arg in args if arg is not type(None) for i in _unknown_under(arg, value, path)]
+    if origin is list and isinstance(value, list):
+        return [i for n, item in enumerate(value) for i in _unknown_under(args[0], item, (*path, n))]
+    if origin is dict and isinstance(value, Mapping):
+        return [i for key, item in value.items() for i in _unknown_under(args[1], item, (*path, key))]
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return unknown_field_issues(annotation, value, path)
+    return []
+
+
+def surprise_issues(path: Path, value: str) -> list[Issue]:
+    """A warning when the apiserver will store a quantity as another value than it seems to say."""
+    surprise = quantity_surprise(value)
+    if surprise is None:
+        return []
+    return [Issue(path, surprise, fix="write the value you mean in the quantity's range", severity=Severity.WARNING)]
 
 
 def driver_issues(driver: str, path: Path) -> list[Issue]:
@@ -143,6 +167,10 @@ def pool_issues(
                 total_counters,
             )
         )
+
+    for path, cs in set_list:
+        for cname, counter in cs.counters.items():
+            issues += surprise_issues(path + ("counters", cname, "value"), counter.value)
 
     seen: dict[str, Path] = {}
     total = 0
@@ -233,6 +261,11 @@ def _device_issues(path: Path, dev: DeviceTemplate, sets: dict[str, CounterSet])
                         severity=Severity.WARNING,
                     )
                 )
+    for key, cap in dev.capacity.items():
+        issues += surprise_issues(path + ("capacity", key, "value"), cap.value)
+    for i, use in enumerate(dev.consumes_counters):
+        for cname, counter in use.counters.items():
+            issues += surprise_issues(path + ("consumesCounters", i, "counters", cname, "value"), counter.value)
     for key, cap in dev.capacity.items():
         if cap.request_policy is not None and dev.allow_multiple_allocations is not True:
             issues.append(

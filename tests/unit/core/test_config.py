@@ -13,14 +13,13 @@ from dra_kwok.core.config import (
     load_config_data,
     load_config_text,
 )
-from dra_kwok.core.issues import InvalidConfiguration, Issue, Severity, errors, format_path, warnings
+from dra_kwok.core.issues import InvalidConfiguration, Issue, format_path
 from dra_kwok.core.validation import Source
 
 from .builders import (
     DRIVER,
     INSTANCE_TYPE,
     OTHER_DRIVER,
-    at,
     config,
     config_errors,
     config_with_devices,
@@ -222,16 +221,26 @@ class TestYamlAndShapes:
         issue = only_error(config_errors({1: "x"}))
         assert issue.path == (1,)
 
-    def test_unknown_keys_are_warnings_and_the_config_still_loads(self) -> None:
-        doc = config(mapping(devices=[device(atributes={"model": "x"})]) | {"nodeSelectr": {}})
+    def test_unknown_keys_are_errors_and_one_does_not_hide_the_others(self) -> None:
+        """`nodeSelectr` makes `nodeSelector` missing, which stops validation: the other typos
+        must be reported all the same, each with the nearest field."""
+        doc = config(mapping(devices=[device(cont=2, atributes={"model": "x"})]))
+        doc["mappings"][0]["nodeSelectr"] = doc["mappings"][0].pop("nodeSelector")
         doc["mapings"] = []
         cfg, issues = load_config_data(doc)
-        assert cfg is not None and errors(issues) == []
-        assert sorted(paths(warnings(issues))) == ["mapings", "mappings[0].nodeSelectr", f"{DEV0}.atributes"]
-        typo = at(issues, f"{DEV0}.atributes")
-        assert (typo.message, typo.fix) == ("unknown field, ignored", "did you mean 'attributes'?")
-        assert typo.severity is Severity.WARNING
-        assert cfg.mappings[0].pool.devices[0].attributes == {}
+        assert cfg is None
+        assert sorted((format_path(i.path), i.message, i.fix) for i in issues) == [
+            ("mapings", "unknown field", "did you mean 'mappings'?"),
+            ("mappings[0].nodeSelector", "is required", None),
+            ("mappings[0].nodeSelectr", "unknown field", "did you mean 'nodeSelector'?"),
+            (f"{DEV0}.atributes", "unknown field", "did you mean 'attributes'?"),
+            (f"{DEV0}.cont", "unknown field", "did you mean 'count'?"),
+        ]
+        assert all(i.is_error for i in issues)
+
+    def test_an_unknown_key_without_a_near_one_lists_the_known_fields(self) -> None:
+        issue = only_error(config_errors(config() | {"zzz": 1}))
+        assert (format_path(issue.path), issue.fix) == ("zzz", "known fields here: driver, mappings")
 
 
 class TestDriverNames:
@@ -402,7 +411,7 @@ class TestAttributesAndCapacity:
         issue = only_error(config_errors(config_with_devices(device(attributes={"uuid": "u" * 65}))))
         assert (format_path(issue.path), issue.message) == (
             f"{DEV0}.attributes.uuid",
-            "string values must be at most 64 characters (has 65)",
+            "string values must be at most 64 bytes of UTF-8 (has 65)",
         )
         assert issue.value == "u" * 65
 

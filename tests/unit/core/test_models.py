@@ -97,7 +97,7 @@ class TestAttribute:
     @pytest.mark.parametrize("raw", ["x" * 65, {"string": "x" * 65}])
     def test_string_over_64_characters_is_rejected(self, raw: Any) -> None:
         _, message = one_issue(Attribute, raw)
-        assert message == "string values must be at most 64 characters (has 65)"
+        assert message == "string values must be at most 64 bytes of UTF-8 (has 65)"
 
     @pytest.mark.parametrize("value", [INT64_MIN, INT64_MAX])
     def test_int64_bounds_are_accepted(self, value: int) -> None:
@@ -292,12 +292,12 @@ class TestSelectorsAndRequirements:
 
 class TestOverlaySpec:
     def test_unset_weight_counts_as_zero(self) -> None:
-        spec = OverlaySpec.model_validate({})
+        spec = OverlaySpec.model_validate({"requirements": []})
         assert (spec.weight, spec.effective_weight) == (None, 0)
 
     @pytest.mark.parametrize("weight", [1, 10, 10000])
     def test_weight_in_range(self, weight: int) -> None:
-        assert OverlaySpec.model_validate({"weight": weight}).effective_weight == weight
+        assert OverlaySpec.model_validate({"requirements": [], "weight": weight}).effective_weight == weight
 
     @pytest.mark.parametrize(
         ("weight", "message"),
@@ -311,7 +311,7 @@ class TestOverlaySpec:
         ],
     )
     def test_weight_out_of_range_or_mistyped(self, weight: Any, message: str) -> None:
-        assert one_issue(OverlaySpec, {"weight": weight}) == ("weight", message)
+        assert one_issue(OverlaySpec, {"requirements": [], "weight": weight}) == ("weight", message)
 
     def test_at_most_100_requirements(self) -> None:
         reqs = [{"key": f"k{i}", "operator": "Exists"} for i in range(101)]
@@ -323,24 +323,24 @@ class TestOverlaySpec:
 
     @pytest.mark.parametrize("name", ["cpu", "memory", "ephemeral-storage", "pods"])
     def test_capacity_of_restricted_resources_is_rejected(self, name: str) -> None:
-        assert one_issue(OverlaySpec, {"capacity": {name: "1"}}) == (
+        assert one_issue(OverlaySpec, {"requirements": [], "capacity": {name: "1"}}) == (
             "capacity",
             f"capacity {name!r} is restricted: only extended resources (domain/name) may be set",
         )
 
     def test_capacity_names_and_values_are_checked(self) -> None:
-        assert one_issue(OverlaySpec, {"capacity": {"example.com/bad name": "1"}}) == (
+        assert one_issue(OverlaySpec, {"requirements": [], "capacity": {"example.com/bad name": "1"}}) == (
             "capacity",
             "capacity name 'example.com/bad name': the name must be alphanumeric, '-', '_' or '.', "
             "starting and ending with an alphanumeric",
         )
-        assert one_issue(OverlaySpec, {"capacity": {"example.com/gpu": "eight"}}) == (
+        assert one_issue(OverlaySpec, {"requirements": [], "capacity": {"example.com/gpu": "eight"}}) == (
             "capacity['example.com/gpu']",
             "'eight' is not a quantity (examples: 16Gi, 80G, 500m, 100n, 1e3, 4)",
         )
 
     def test_extended_resource_capacity_is_accepted(self) -> None:
-        spec = OverlaySpec.model_validate({"capacity": {"gpu.example.com/device": 8}})
+        spec = OverlaySpec.model_validate({"requirements": [], "capacity": {"gpu.example.com/device": 8}})
         assert spec.capacity == {"gpu.example.com/device": "8"}
 
 

@@ -255,6 +255,9 @@ def test_semver_and_string_limits_follow_go_semantics() -> None:
     assert names.semver_problem("1.2.3\n") is not None
     assert names.semver_problem("1\u0661.0.0") is not None  # Arabic-Indic digits are not \d in Go
     assert names.string_attribute_problem("x" * 64) is None
-    assert names.string_attribute_problem("x" * 65) == "must be at most 64 characters (has 65)"
+    assert names.string_attribute_problem("x" * 65) == "must be at most 64 bytes of UTF-8 (has 65)"
     assert names.string_attribute_problem("\u00fc" * 32) is None
-    assert names.string_attribute_problem("\u00fc" * 33) == "must be at most 64 bytes in UTF-8 (has 66)"
+    assert (
+        names.string_attribute_problem("\u00fc" * 33)
+        == "must be at most 64 bytes of UTF-8 (has 66 bytes, 33 characters)"
+    )

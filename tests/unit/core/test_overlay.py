@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from dra_kwok.core.issues import Severity, errors, format_path
+from dra_kwok.core.issues import format_path
 from dra_kwok.core.overlay import load_overlay
 from dra_kwok.core.validation import Source
 
@@ -139,10 +139,14 @@ class TestDocumentShape:
     @pytest.mark.parametrize(
         ("spec", "path", "message"),
         [
-            ({"resourceSlices": {"spec": {}}}, "spec.resourceSlices", "must be a list"),
+            ({"requirements": [], "resourceSlices": {"spec": {}}}, "spec.resourceSlices", "must be a list"),
             ({"requirements": {"key": "a"}}, "spec.requirements", "must be a list"),
-            ({"resourceSlices": [{"spec": []}]}, "spec.resourceSlices[0].spec", "must be a mapping (key: value)"),
-            ({"capacity": ["x"]}, "spec.capacity", "must be a mapping (key: value)"),
+            (
+                {"requirements": [], "resourceSlices": [{"spec": []}]},
+                "spec.resourceSlices[0].spec",
+                "must be a mapping (key: value)",
+            ),
+            ({"requirements": [], "capacity": ["x"]}, "spec.capacity", "must be a mapping (key: value)"),
         ],
     )
     def test_wrong_shapes(self, spec: dict[str, Any], path: str, message: str) -> None:
@@ -151,17 +155,40 @@ class TestDocumentShape:
         issue = only_error(overlay_errors(doc))
         assert (format_path(issue.path), issue.message) == (path, message)
 
-    def test_unknown_keys_are_warnings(self) -> None:
+    def test_unknown_keys_are_errors_with_the_nearest_field(self) -> None:
         doc = overlay(weigth=5, templates=[template(devices=[device(atributes={})])])
         doc["spec"]["resourceSlices"][0]["spec"]["pol"] = "x"
         rule, issues = load_overlay(doc)
-        assert rule is not None and errors(issues) == []
-        assert sorted(paths(issues)) == [
-            "spec.resourceSlices[0].spec.devices[0].atributes",
-            "spec.resourceSlices[0].spec.pol",
-            "spec.weigth",
+        assert rule is None
+        assert sorted((format_path(i.path), i.message, i.fix) for i in issues) == [
+            ("spec.resourceSlices[0].spec.devices[0].atributes", "unknown field", "did you mean 'attributes'?"),
+            ("spec.resourceSlices[0].spec.pol", "unknown field", "did you mean 'pool'?"),
+            ("spec.weigth", "unknown field", "did you mean 'weight'?"),
         ]
-        assert {i.severity for i in issues} == {Severity.WARNING}
+        assert all(i.is_error for i in issues)
+
+    def test_a_misspelt_requirements_is_not_a_catch_all(self) -> None:
+        """`requirments: [...]` (or `requirements` pruned by the apiserver) must not read as "every node"."""
+        doc = overlay()
+        doc["spec"]["requirments"] = doc["spec"].pop("requirements")
+        assert sorted(str(i) for i in overlay_errors(doc)) == [
+            "spec.requirements: is required: an overlay without requirements would take over every KWOK node; "
+            "fix: list the node requirements, or write 'requirements: []' to match every KWOK node",
+            "spec.requirments: unknown field; fix: did you mean 'requirements'?",
+        ]
+
+    def test_an_explicit_empty_requirements_matches_every_kwok_node(self) -> None:
+        rule, issues = load_overlay(overlay(requirements=[]))
+        assert rule is not None and issues == []
+        assert rule.requirements == ()
+
+    def test_snake_case_is_not_the_api_spelling(self) -> None:
+        doc = overlay(templates=[template(devices=[device(allow_multiple_allocations=True)])])
+        issue = only_error(overlay_errors(doc))
+        assert (format_path(issue.path), issue.fix) == (
+            "spec.resourceSlices[0].spec.devices[0].allow_multiple_allocations",
+            "did you mean 'allowMultipleAllocations'?",
+        )
 
 
 class TestTemplates:

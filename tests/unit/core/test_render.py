@@ -7,7 +7,9 @@ from typing import Any
 import pytest
 
 from dra_kwok.core import names
-from dra_kwok.core.issues import format_path
+from dra_kwok.core.config import load_config_data
+from dra_kwok.core.issues import errors, format_path
+from dra_kwok.core.models import DeviceTemplate
 from dra_kwok.core.render import (
     ANNOTATION_SOURCE,
     LABEL_DRIVER,
@@ -22,7 +24,7 @@ from dra_kwok.core.render import (
     slice_manifest,
 )
 from dra_kwok.core.resolve import Resolution
-from dra_kwok.core.validation import PoolSpec
+from dra_kwok.core.validation import PoolSpec, Source
 from tests.api_rules import node_problems
 from tests.support.names import multi_slice_name
 
@@ -200,14 +202,22 @@ class TestDeviceBodies:
     def test_a_minimal_device_has_only_its_name(self) -> None:
         assert rendered(pool(device("gpu"))).all_slices()[0].content == {"devices": [{"name": "gpu"}]}
 
-    def test_unknown_keys_are_not_rendered(self) -> None:
+    def test_unknown_keys_are_refused_and_never_rendered(self) -> None:
         dev = device(
             "gpu",
             atributes={"x": 1},
             capacity={"memory": {"value": "1Gi", "unit": "bytes"}},
             taints=[{"key": "k", "effect": "NoSchedule", "timeAdded": "2024-01-01T00:00:00Z"}],
         )
-        body = rendered(pool(dev)).all_slices()[0].content["devices"][0]
+        _, issues = load_config_data(config(mapping("m", devices=[dev]), driver=DRIVER))
+        assert sorted(format_path(i.path) for i in errors(issues)) == [
+            "mappings[0].resourceSlice.devices[0].atributes",
+            "mappings[0].resourceSlice.devices[0].capacity.memory.unit",
+            "mappings[0].resourceSlice.devices[0].taints[0].timeAdded",
+        ]
+        # A model keeps them only to report them; they never reach the API.
+        kept = PoolSpec(DRIVER, (DeviceTemplate.model_validate(dev),), (), Source("mapping", "m"))
+        body = rendered(kept).all_slices()[0].content["devices"][0]
         assert body == {
             "name": "gpu",
             "capacity": {"memory": {"value": "1Gi"}},
@@ -258,7 +268,7 @@ class TestPlaceholders:
         ]
         issue = err.issues[0]
         assert issue.message == (
-            f"after filling in placeholders for driver {DRIVER} the value must be at most 64 characters "
+            f"after filling in placeholders for driver {DRIVER} the value must be at most 64 bytes of UTF-8 "
             f"(has {len('host-') + 253})"
         )
         assert issue.value == f"host-{LONG_NODE.name}"
@@ -272,7 +282,8 @@ class TestPlaceholders:
         assert len(fits["label"]["string"].encode()) == 64
         with pytest.raises(RenderError) as caught:
             rendered(p, node=NodeRef("n" * 25, "u"))  # 45 characters, but 65 bytes
-        assert caught.value.issues[0].message.endswith("the value must be at most 64 bytes in UTF-8 (has 65)")
+        message = caught.value.issues[0].message
+        assert message.endswith("the value must be at most 64 bytes of UTF-8 (has 65 bytes, 45 characters)")
 
     def test_a_short_node_with_the_same_template_renders(self) -> None:
         p = pool(device("gpu", attributes={"host": "host-{nodeName}"}))
