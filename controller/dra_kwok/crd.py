@@ -597,6 +597,12 @@ def overlay_crd() -> dict[str, Any]:
                             "type": "string",
                             "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
                         },
+                        {
+                            "name": "Reason",
+                            "type": "string",
+                            "description": "Why the overlay is (not) applied: Applied, InvalidSpec, RenderFailed, Conflict.",
+                            "jsonPath": '.status.conditions[?(@.type=="Ready")].reason',
+                        },
                         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
                     ],
                     "schema": {

@@ -461,8 +461,8 @@ def test_status_subresource_and_printer_columns(
     )
     assert cluster.get_json(f"{OVERLAY_PLURAL}.{OVERLAY_GROUP}", name)["status"] == status
     header, row = cluster.kubectl("get", "dno", name).splitlines()
-    assert header.split() == ["NAME", "WEIGHT", "NODES", "READY", "AGE"]
-    assert row.split()[:4] == [name, "10", "3", "True"]
+    assert header.split() == ["NAME", "WEIGHT", "NODES", "READY", "REASON", "AGE"]
+    assert row.split()[:5] == [name, "10", "3", "True", "Applied"]
     # A status the schema does not allow is rejected, naming the field.
     with pytest.raises(ApiException) as err:
         overlays.api.patch_cluster_custom_object_status(

@@ -68,6 +68,7 @@ def test_names_come_from_the_core() -> None:
         "Weight": ("integer", ".spec.weight"),
         "Nodes": ("integer", ".status.matchedNodes"),
         "Ready": ("string", '.status.conditions[?(@.type=="Ready")].status'),
+        "Reason": ("string", '.status.conditions[?(@.type=="Ready")].reason'),
         "Age": ("date", ".metadata.creationTimestamp"),
     }
     assert TEMPLATE["properties"]["apiVersion"]["enum"] == [models.RESOURCE_API_VERSION]
