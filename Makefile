@@ -70,13 +70,15 @@ crds: venv ## Regenerate the DRANodeOverlay CRD in crds/ (and the chart's copy) 
 	cp $(CRD_FILE) $(CHART)/crds/
 
 .PHONY: chart-lint
-chart-lint: venv ## helm lint --strict the chart (default and example values); validate its rendered config.yaml.
-	@helm="$$(hack/build-binaries.sh --print-bindir helm)/helm"; \
+chart-lint: venv ## helm lint --strict the chart (default and example values); validate the values and the rendered ConfigMap.
+	@set -o pipefail; \
+	helm="$$(hack/build-binaries.sh --print-bindir helm)/helm"; \
 	test -x "$$helm" || { echo "no helm at $$helm: run 'make binaries'" >&2; exit 1; }; \
-	for values in "" $(CHART)/examples/*.yaml; do \
-	  "$$helm" lint --strict $(CHART) $${values:+-f $$values} || exit 1; \
-	  "$$helm" template lint $(CHART) $${values:+-f $$values} --show-only templates/configmap.yaml 2>/dev/null \
-	    | $(VENV)/bin/dra-kwok validate - || exit 1; \
+	for values in $(CHART)/values.yaml $(CHART)/examples/*.yaml; do \
+	  "$$helm" lint --strict $(CHART) -f $$values || exit 1; \
+	  $(VENV)/bin/dra-kwok validate -q $$values || exit 1; \
+	  "$$helm" template lint $(CHART) -f $$values | $(VENV)/bin/dra-kwok validate -q - \
+	    || { echo "chart-lint: $$values: helm template or the validation of its output failed" >&2; exit 1; }; \
 	done
 
 .PHONY: demo

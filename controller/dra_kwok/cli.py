@@ -3,35 +3,45 @@ print the `crd`.
 
 Every `run` flag also reads an environment variable (`DRA_KWOK_<FLAG>`), which is how the Helm
 chart configures it.
+
+Exit codes: 0 success (warnings allowed); 1 the input has errors (validate, render), or the
+cluster refused (cleanup); 2 a usage error or a file that cannot be read.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
 import json
 import logging
 import os
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
 import yaml
 
+from . import __version__
 from .core.config import (
     DEFAULT_CONFIGMAP_KEY,
+    DEFAULT_CONFIGMAP_NAME,
     FallbackConfig,
+    YamlDocument,
     config_text_from_configmap,
+    embedded_first_line,
     load_config_data,
     parse_yaml,
+    parse_yaml_documents,
 )
 from .core.issues import Issue, errors
-from .core.models import OVERLAY_KIND
+from .core.models import OVERLAY_GROUP, OVERLAY_KIND, OVERLAY_VERSION
 from .core.overlay import OverlayRule, load_overlay
 from .core.plan import plan_node
 from .core.render import DEFAULT_MANAGED_BY, NodeRef, RenderError, render
 from .core.resolve import KwokNodeRule, order_overlays, resolve
+from .core.selectors import first_failing_requirement, first_failing_selector_term
 from .shell.settings import DEFAULT_NAMESPACE, Settings
 
 
@@ -46,24 +56,67 @@ def _env_list(name: str) -> list[str] | None:
 
 
 # --- documents ---------------------------------------------------------------------------------
-def _documents(path: str) -> Iterator[tuple[int, Any, list[Issue]]]:
-    """Each YAML document of a file (or '-' for stdin), with parse errors as Issues."""
-    text = sys.stdin.read() if path == "-" else Path(path).read_text()
+# Files read: '-' is stdin; a directory stands for its .yaml, .yml and .json files, recursively.
+YAML_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+class UsageError(Exception):
+    """A problem with the command line or a file that cannot be read: exit code 2."""
+
+
+def _expand(paths: Sequence[str]) -> list[str]:
+    out: list[str] = []
+    for path in paths:
+        if path != "-" and Path(path).is_dir():
+            files = sorted(str(f) for f in Path(path).rglob("*") if f.is_file() and f.suffix in YAML_SUFFIXES)
+            if not files:
+                raise UsageError(f"{path}: a directory without .yaml, .yml or .json files")
+            out += files
+        else:
+            out.append(path)
+    return out
+
+
+def _read(path: str) -> str:
+    if path == "-":
+        return sys.stdin.read()
     try:
-        docs = [d for d in yaml.safe_load_all(text)]
-    except yaml.YAMLError:
-        _, issues = parse_yaml(text, path)
-        yield 0, None, issues
-        return
-    for i, doc in enumerate(docs):
-        if doc is not None:
-            yield i, doc, []
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: {exc.strerror or exc}") from None
+
+
+def _documents(path: str) -> list[YamlDocument]:
+    """The YAML documents of a file, with parse errors and duplicate keys (file lines) as Issues;
+    an input without any document is an error, not "nothing wrong"."""
+    docs = parse_yaml_documents(_read(path), "stdin" if path == "-" else path)
+    if not docs:
+        what = "stdin is empty" if path == "-" else "the file holds no YAML document"
+        fix = "check the command that feeds the pipe" if path == "-" else "add the manifest, or leave the file out"
+        return [YamlDocument(0, None, None, (Issue((), what, fix=fix),))]
+    return docs
+
+
+def _child(node: yaml.Node | None, *keys: str | int) -> yaml.Node | None:
+    """The node at `keys` under `node` (mapping keys, sequence indices), for line numbers."""
+    for key in keys:
+        if isinstance(node, yaml.MappingNode) and isinstance(key, str):
+            node = next((v for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == key), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            node = node.value[key]
+        else:
+            return None
+    return node
 
 
 def _kind_of(doc: Any) -> str:
     if isinstance(doc, Mapping):
         kind = doc.get("kind")
-        if kind in ("ConfigMap", OVERLAY_KIND, "List"):
+        if kind in ("ConfigMap", OVERLAY_KIND, "List", "NodeOverlay", "Node"):
             return str(kind)
         if kind:
             return "other"
@@ -74,14 +127,48 @@ def _kind_of(doc: Any) -> str:
     return "unknown"
 
 
-def _load_config_doc(doc: Any, key: str) -> tuple[FallbackConfig | None, list[Issue]]:
+OVERLAY_API_VERSION = f"{OVERLAY_GROUP}/{OVERLAY_VERSION}"
+
+
+def _not_a_dranodeoverlay(doc: Mapping[str, Any]) -> list[Issue]:
+    """Karpenter's NodeOverlay, or a DRANodeOverlay of another group: say what to write instead."""
+    if doc.get("kind") == "NodeOverlay":
+        return [
+            Issue(
+                ("kind",),
+                f"is Karpenter's NodeOverlay ({doc.get('apiVersion')}), which dra-kwok does not read: it has "
+                "no ResourceSlice templates",
+                "NodeOverlay",
+                f"write a DRANodeOverlay (apiVersion: {OVERLAY_API_VERSION}, kind: {OVERLAY_KIND}) with the same "
+                "requirements and weight, and the devices in spec.resourceSlices (docs/overlays.md)",
+            )
+        ]
+    if doc.get("apiVersion") != OVERLAY_API_VERSION:
+        return [
+            Issue(
+                ("apiVersion",),
+                f"a {OVERLAY_KIND} is {OVERLAY_API_VERSION}",
+                doc.get("apiVersion"),
+                f"set apiVersion: {OVERLAY_API_VERSION}",
+            )
+        ]
+    return []
+
+
+def _load_config_doc(
+    doc: Any, key: str, node: yaml.Node | None, path: str
+) -> tuple[FallbackConfig | None, list[Issue]]:
+    """A ConfigMap's or a bare config.yaml's configuration; lines inside a ConfigMap's embedded
+    config.yaml are counted in the file when it is a block scalar (`config.yaml: |`)."""
     if _kind_of(doc) == "ConfigMap":
         text, issues = config_text_from_configmap(doc, key)
         if text is None:
             return None, issues
-        data, issues = parse_yaml(text, f"data[{key!r}]")
+        first_line = embedded_first_line(node, "data", key)
+        what = path if first_line else f"data[{key!r}] (lines counted in that text)"
+        data, issues = parse_yaml(text, what, first_line or 1)
         if issues:
-            return None, issues
+            return None, [i.under(("data", key)) for i in issues]
         cfg, issues = load_config_data(data)
         return cfg, [i.under(("data", key)) for i in issues]
     return load_config_data(doc)
@@ -93,16 +180,17 @@ def _print_issues(out: TextIO, where: str, issues: Sequence[Issue]) -> None:
 
 
 # --- validate ----------------------------------------------------------------------------------
-def _validate_doc(doc: Any, key: str) -> tuple[str, list[Issue]]:
-    """(a label for the document, its findings)."""
+def _validate_doc(doc: Any, key: str, node: yaml.Node | None = None, path: str = "-") -> tuple[str, list[Issue]]:
+    """(a label for the document, its findings); `node` and `path` give file lines to an embedded config.yaml."""
     kind = _kind_of(doc)
     name = (doc.get("metadata") or {}).get("name", "?") if isinstance(doc, Mapping) else "?"
-    if kind == OVERLAY_KIND:
-        return f" DRANodeOverlay/{name}", load_overlay(doc)[1]
+    if kind in (OVERLAY_KIND, "NodeOverlay"):
+        wrong = _not_a_dranodeoverlay(doc)
+        return f" {kind}/{name}", wrong or load_overlay(doc)[1]
     if kind == "ConfigMap":
-        return f" ConfigMap/{name}", _load_config_doc(doc, key)[1]
+        return f" ConfigMap/{name}", _load_config_doc(doc, key, node, path)[1]
     if kind == "config":
-        return "", _load_config_doc(doc, key)[1]
+        return "", _load_config_doc(doc, key, node, path)[1]
     if kind == "values":
         return " (Helm values)", [i.under(("config",)) for i in load_config_data(doc["config"])[1]]
     got = doc.get("kind") if isinstance(doc, Mapping) else type(doc).__name__
@@ -118,24 +206,30 @@ def _validate_doc(doc: Any, key: str) -> tuple[str, list[Issue]]:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     total_errors = 0
-    for path in args.files:
-        for index, doc, parse_issues in _documents(path):
-            docs = doc.get("items") or [] if _kind_of(doc) == "List" else [doc]
-            for j, item in enumerate(docs):
-                where = path if index == 0 else f"{path} (document {index + 1})"
-                if len(docs) > 1 or _kind_of(doc) == "List":
-                    where += f" items[{j}]"
-                if _kind_of(item) == "other":
+    for path in _expand(args.files):
+        docs = _documents(path)
+        for doc in docs:
+            where = path if len(docs) == 1 and doc.index == 0 else f"{path} (document {doc.index + 1})"
+            if doc.issues:
+                _print_issues(sys.stdout, where, doc.issues)
+                total_errors += len(errors(doc.issues))
+                continue
+            is_list = _kind_of(doc.data) == "List"
+            items = doc.data.get("items") or [] if is_list else [doc.data]
+            for j, item in enumerate(items):
+                item_where = f"{where} items[{j}]" if is_list else where
+                node = _child(doc.node, "items", j) if is_list else doc.node
+                if _kind_of(item) in ("other", "Node"):
                     if not args.quiet:
-                        print(f"{where}: skipped {item.get('kind')} (not a dra-kwok document)")
+                        print(f"{item_where}: skipped {item.get('kind')} (not a dra-kwok document)")
                     continue
-                label, issues = ("", list(parse_issues)) if parse_issues else _validate_doc(item, args.key)
-                where += label
-                _print_issues(sys.stdout, where, issues)
+                label, issues = _validate_doc(item, args.key, node, path)
+                item_where += label
+                _print_issues(sys.stdout, item_where, issues)
                 n = len(errors(issues))
                 total_errors += n
                 if not n and not args.quiet:
-                    print(f"{where}: ok" + (f" ({len(issues)} warning(s))" if issues else ""))
+                    print(f"{item_where}: ok" + (f" ({len(issues)} warning(s))" if issues else ""))
     if total_errors:
         print(f"{total_errors} error(s)", file=sys.stderr)
         return 1
@@ -143,69 +237,132 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 # --- render ------------------------------------------------------------------------------------
-def cmd_render(args: argparse.Namespace) -> int:
-    config: FallbackConfig | None = FallbackConfig()
-    if args.config:
-        docs = list(_documents(args.config))
-        if not docs:
-            print(f"{args.config}: empty file", file=sys.stderr)
-            return 1
-        _, doc, issues = docs[0]
-        if not issues:
-            config, issues = _load_config_doc(doc, args.key)
-        _print_issues(sys.stderr, args.config, issues)
-        if config is None:
-            return 1
+def _load_render_config(path: str, key: str) -> FallbackConfig | None:
+    docs = _documents(path)
+    doc = docs[0]
+    config, issues = (None, list(doc.issues)) if doc.issues else _load_config_doc(doc.data, key, doc.node, path)
+    _print_issues(sys.stderr, path, issues)
+    if len(docs) > 1 and config is not None:
+        print(f"{path}: warning: only the first document is read as the configuration", file=sys.stderr)
+    return config
+
+
+def _load_render_overlays(paths: Sequence[str]) -> list[OverlayRule] | None:
     overlays: list[OverlayRule] = []
-    for path in args.overlay or []:
-        for _, doc, issues in _documents(path):
+    failed = False
+    for path in _expand(paths):
+        docs = _documents(path)
+        for doc in docs:
+            where = path if len(docs) == 1 and doc.index == 0 else f"{path} (document {doc.index + 1})"
+            kind = _kind_of(doc.data)
+            if not doc.issues and kind not in (OVERLAY_KIND, "NodeOverlay"):
+                print(
+                    f"{where}: skipped {doc.data.get('kind') if kind == 'other' else kind} (not a DRANodeOverlay)",
+                    file=sys.stderr,
+                )
+                continue
             rule: OverlayRule | None = None
+            issues = list(doc.issues) or _not_a_dranodeoverlay(doc.data)
             if not issues:
-                rule, issues = load_overlay(doc)
-            _print_issues(sys.stderr, path, issues)
-            if errors(issues):
-                return 1
+                rule, issues = load_overlay(doc.data)
+            _print_issues(sys.stderr, where, issues)
+            failed |= bool(errors(issues))
             if rule is not None:
                 overlays.append(rule)
-    node_docs = list(_documents(args.node))
-    if not node_docs or node_docs[0][2]:
-        _print_issues(sys.stderr, args.node, node_docs[0][2] if node_docs else [Issue((), "empty file")])
-        return 1
-    node = node_docs[0][1]
-    meta = node.get("metadata") or {} if isinstance(node, Mapping) else {}
-    name = meta.get("name")
-    if not name:
-        print(f"{args.node}: a Node manifest with metadata.name is needed", file=sys.stderr)
-        return 1
+    return None if failed else overlays
+
+
+def _load_nodes(path: str) -> list[Mapping[str, Any]] | None:
+    """The Node manifests of a file: Nodes, or a List of them (`kubectl get nodes -o yaml`)."""
+    nodes: list[Mapping[str, Any]] = []
+    for doc in _documents(path):
+        if doc.issues:
+            _print_issues(sys.stderr, path, doc.issues)
+            return None
+        items = doc.data.get("items") or [] if _kind_of(doc.data) == "List" else [doc.data]
+        for item in items:
+            meta = item.get("metadata") if isinstance(item, Mapping) else None
+            if not isinstance(meta, Mapping) or not meta.get("name") or item.get("kind", "Node") != "Node":
+                print(f"{path}: a Node manifest (or a List of them) with metadata.name is needed", file=sys.stderr)
+                return None
+            nodes.append(item)
+    return nodes
+
+
+def _why_no_match(labels: Mapping[str, str], overlays: Sequence[OverlayRule], config: FallbackConfig) -> list[str]:
+    """For each overlay and mapping, the first requirement or selector term the node fails."""
+    out = []
+    for overlay in overlays:
+        reason = first_failing_requirement(overlay.requirements, labels)
+        out.append(f"  overlay {overlay.name}: {reason}")
+    for mapping in config.mappings:
+        reason = first_failing_selector_term(mapping.selector, labels)
+        out.append(f"  mapping {mapping.name}: {reason}")
+    if not overlays and not config.mappings:
+        out.append("  (no overlays and no mappings were given: --overlay, --config)")
+    return out
+
+
+def _render_node(
+    node: Mapping[str, Any], overlays: list[OverlayRule], config: FallbackConfig
+) -> tuple[list[dict[str, Any]], bool]:
+    """Prints one summary line for the node (and why nothing matches); (its manifests, ok)."""
+    meta = node["metadata"]
+    name = meta["name"]
     labels = {str(k): str(v) for k, v in (meta.get("labels") or {}).items()}
     if not KwokNodeRule().matches(labels, meta.get("annotations") or {}):
         print(
-            f"node {name} is not a KWOK node (no annotation kwok.x-k8s.io/node, label type=kwok or "
+            f"node {name}: not a KWOK node (no annotation kwok.x-k8s.io/node, label type=kwok or "
             "kwok.x-k8s.io/provider=kwok): the driver publishes nothing for it",
             file=sys.stderr,
         )
-        return 0
-    resolution = resolve(labels, order_overlays(overlays), config or FallbackConfig())
-    for c in resolution.conflicts:
-        print(
-            f"conflict: overlay {c.overlay} lost driver {c.driver} to {c.winner} at weight {c.weight}", file=sys.stderr
-        )
+        return [], True
+    ordered = order_overlays(overlays)
+    resolution = resolve(labels, ordered, config)
     if not resolution.pools:
-        print(f"node {name}: no overlay or mapping matches; no slices", file=sys.stderr)
-        return 0
+        print(f"node {name}: no overlay or mapping matches: no slices", file=sys.stderr)
+        for line in _why_no_match(labels, ordered, config):
+            print(line, file=sys.stderr)
+        return [], True
     ref = NodeRef(name, meta.get("uid") or "00000000-0000-0000-0000-000000000000")
     try:
         slices = render(ref, resolution)
     except RenderError as exc:
         _print_issues(sys.stderr, f"node {name}", exc.issues)
-        return 1
-    plan = plan_node(name, slices, [], DEFAULT_MANAGED_BY)
-    manifests = [a.manifest for p in plan.pools for a in p.applies]
+        return [], False
+    pools = []
     for pool in slices.pools:
         n = sum(len(s.content.get("devices", [])) for s in pool.slices)
-        print(f"{pool.driver}: {len(pool.slices)} slice(s), {n} device(s), from {pool.source}", file=sys.stderr)
-    yaml.safe_dump_all(manifests, sys.stdout, sort_keys=False)
-    return 0
+        pools.append(f"{pool.driver}: {len(pool.slices)} slice(s), {n} device(s), from {pool.source}")
+    print(f"node {name}: {'; '.join(pools)}", file=sys.stderr)
+    for c in resolution.conflicts:
+        print(
+            f"  conflict: overlay {c.overlay} lost driver {c.driver} to {c.winner} at weight {c.weight}",
+            file=sys.stderr,
+        )
+    plan = plan_node(name, slices, [], DEFAULT_MANAGED_BY)
+    return [a.manifest for p in plan.pools for a in p.applies], True
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    config: FallbackConfig | None = FallbackConfig()
+    if args.config:
+        config = _load_render_config(args.config, args.key)
+        if config is None:
+            return 1
+    overlays = _load_render_overlays(args.overlay or [])
+    nodes = _load_nodes(args.node)
+    if overlays is None or nodes is None or config is None:
+        return 1
+    manifests: list[dict[str, Any]] = []
+    ok = True
+    for node in nodes:
+        out, fine = _render_node(node, overlays, config)
+        manifests += out
+        ok &= fine
+    if manifests:
+        yaml.safe_dump_all(manifests, sys.stdout, sort_keys=False)
+    return 0 if ok else 1
 
 
 # --- run ---------------------------------------------------------------------------------------
@@ -316,13 +473,34 @@ def cmd_crd(args: argparse.Namespace) -> int:
 
 
 # --- parser ------------------------------------------------------------------------------------
+EXIT_CODES = (
+    "exit codes: 0 success (warnings allowed); 1 the input has errors (validate, render) or the cluster "
+    "refused (cleanup); 2 a usage error or a file that cannot be read"
+)
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("dra-kwok-driver")
+    except importlib.metadata.PackageNotFoundError:
+        return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dra-kwok", description=__doc__.split("\n\n")[0] if __doc__ else None)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="dra-kwok",
+        description="A DRA driver for KWOK nodes: publishes the ResourceSlices each fake node's instance type "
+        "would have, from DRANodeOverlays and a ConfigMap of mappings. Check files with `validate`, preview a "
+        "node with `render`.",
+        epilog=EXIT_CODES,
+    )
+    parser.add_argument("--version", action="version", version=f"dra-kwok {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser(
         "run",
         help="run the controller",
+        epilog=EXIT_CODES,
         description="Run the controller. Every flag --some-name can also be set by the environment "
         "variable DRA_KWOK_SOME_NAME (the chart sets them); --key is DRA_KWOK_CONFIGMAP_KEY, and the "
         "repeatable --kwok-annotation, --kwok-label and --driver are DRA_KWOK_KWOK_ANNOTATIONS, "
@@ -334,9 +512,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=_env("KUBECONFIG", os.environ.get("KUBECONFIG", "")),
         help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or in-cluster)",
     )
-    run.add_argument("--configmap-name", default=_env("CONFIGMAP_NAME", "dra-kwok-configmap"))
-    run.add_argument("--namespace", default=_env("NAMESPACE", DEFAULT_NAMESPACE), help="the ConfigMap's namespace")
-    run.add_argument("--key", default=_env("CONFIGMAP_KEY", DEFAULT_CONFIGMAP_KEY), help="the ConfigMap key")
+    run.add_argument(
+        "--configmap-name",
+        default=_env("CONFIGMAP_NAME", DEFAULT_CONFIGMAP_NAME),
+        help=f"the ConfigMap of fallback mappings (default: {DEFAULT_CONFIGMAP_NAME})",
+    )
+    run.add_argument(
+        "--namespace",
+        default=_env("NAMESPACE", DEFAULT_NAMESPACE),
+        help=f"the ConfigMap's namespace (default: {DEFAULT_NAMESPACE})",
+    )
+    run.add_argument(
+        "--key",
+        default=_env("CONFIGMAP_KEY", DEFAULT_CONFIGMAP_KEY),
+        help=f"the ConfigMap key holding config.yaml (default: {DEFAULT_CONFIGMAP_KEY})",
+    )
     run.add_argument(
         "--kwok-annotation",
         action="append",
@@ -355,7 +545,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--managed-by",
         default=_env("MANAGED_BY", DEFAULT_MANAGED_BY),
-        help="value of the managed-by label on our slices (one per installation)",
+        help=f"value of the managed-by label on our slices, one per installation (default: {DEFAULT_MANAGED_BY})",
     )
     run.add_argument(
         "--field-manager",
@@ -367,45 +557,127 @@ def build_parser() -> argparse.ArgumentParser:
         "--driver",
         action="append",
         help="a driver whose labelled slices we may delete even if no configuration names it now "
-        "(repeatable; env DRA_KWOK_DRIVERS, comma-separated)",
+        "(repeatable; env DRA_KWOK_DRIVERS, comma-separated; default: none)",
     )
-    run.add_argument("--metrics-port", type=int, default=int(_env("METRICS_PORT", "8080")), help="0 disables")
-    run.add_argument("--health-port", type=int, default=int(_env("HEALTH_PORT", "8081")), help="0 disables")
-    run.add_argument("--bind-address", default=_env("BIND_ADDRESS", "0.0.0.0"))
-    run.add_argument("--log-format", choices=("text", "json"), default=_env("LOG_FORMAT", "text"))
-    run.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"))
     run.add_argument(
-        "--concurrency", type=int, default=int(_env("CONCURRENCY", "32")), help="API requests in flight at most"
+        "--metrics-port", type=int, default=int(_env("METRICS_PORT", "8080")), help="0 disables (default: 8080)"
     )
-    run.add_argument("--workers", type=int, default=int(_env("WORKERS", "32")), help="nodes reconciled at once")
+    run.add_argument(
+        "--health-port", type=int, default=int(_env("HEALTH_PORT", "8081")), help="0 disables (default: 8081)"
+    )
+    run.add_argument(
+        "--bind-address",
+        default=_env("BIND_ADDRESS", "0.0.0.0"),
+        help="address the metrics and health ports listen on (default: 0.0.0.0)",
+    )
+    run.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default=_env("LOG_FORMAT", "text"),
+        help="text lines, or one JSON object per line (default: text)",
+    )
+    run.add_argument(
+        "--log-level",
+        default=_env("LOG_LEVEL", "INFO"),
+        help="DEBUG, INFO, WARNING or ERROR (default: INFO)",
+    )
+    run.add_argument(
+        "--concurrency",
+        type=int,
+        default=int(_env("CONCURRENCY", "32")),
+        help="API requests in flight at most (default: 32)",
+    )
+    run.add_argument(
+        "--workers", type=int, default=int(_env("WORKERS", "32")), help="nodes reconciled at once (default: 32)"
+    )
     run.add_argument(
         "--resync-seconds",
         type=float,
         default=float(_env("RESYNC_SECONDS", "300")),
-        help="safety-net full resync interval",
+        help="seconds between safety-net full resyncs, which cost no API request (default: 300)",
     )
     run.set_defaults(func=cmd_run)
 
-    render_p = sub.add_parser("render", help="print the ResourceSlices a node would get")
-    render_p.add_argument("--config", help="a ConfigMap manifest or a bare config.yaml")
-    render_p.add_argument("--key", default=DEFAULT_CONFIGMAP_KEY, help="the ConfigMap key holding config.yaml")
-    render_p.add_argument("--overlay", action="append", help="a DRANodeOverlay manifest (repeatable)")
-    render_p.add_argument("--node", required=True, help="a Node manifest")
+    render_p = sub.add_parser(
+        "render",
+        help="print the ResourceSlices a node would get",
+        description="Print the ResourceSlices the driver would publish for each node (YAML on stdout) and one "
+        "summary line per node on stderr: which overlay or mapping applies, or why none does (the first "
+        "requirement or selector each one fails). Nodes may be one manifest, several, or a List "
+        "(`kubectl get nodes -o yaml`).",
+        epilog=EXIT_CODES,
+    )
+    render_p.add_argument(
+        "--config", metavar="FILE", help="a ConfigMap manifest or a bare config.yaml (default: no mappings)"
+    )
+    render_p.add_argument(
+        "--key",
+        default=DEFAULT_CONFIGMAP_KEY,
+        help=f"the ConfigMap key holding config.yaml (default: {DEFAULT_CONFIGMAP_KEY})",
+    )
+    render_p.add_argument(
+        "--overlay",
+        action="append",
+        metavar="PATH",
+        help="a DRANodeOverlay manifest, or a directory of them, searched recursively (repeatable; default: none)",
+    )
+    render_p.add_argument(
+        "--node", required=True, metavar="FILE", help="Node manifests, or a List of them ('-' for stdin)"
+    )
     render_p.set_defaults(func=cmd_render)
 
-    validate = sub.add_parser("validate", help="check ConfigMaps, config.yaml files and DRANodeOverlays")
-    validate.add_argument("files", nargs="+", help="files to check ('-' for stdin)")
-    validate.add_argument("--key", default=DEFAULT_CONFIGMAP_KEY, help="the ConfigMap key holding config.yaml")
+    validate = sub.add_parser(
+        "validate",
+        help="check ConfigMaps, config.yaml files, DRANodeOverlays and chart values",
+        description="Check files before applying them: ConfigMap manifests, bare config.yaml files, "
+        "DRANodeOverlay manifests and Helm values files (their `config:`), in multi-document files and Lists. "
+        "Every error and warning is printed with the file, the document, the field and the fix; other kinds "
+        "are skipped. Keys written twice are errors, with their lines in the file.",
+        epilog=EXIT_CODES,
+    )
+    validate.add_argument(
+        "files", nargs="+", metavar="PATH", help="files or directories (searched recursively); '-' for stdin"
+    )
+    validate.add_argument(
+        "--key",
+        default=DEFAULT_CONFIGMAP_KEY,
+        help=f"the ConfigMap key holding config.yaml (default: {DEFAULT_CONFIGMAP_KEY})",
+    )
     validate.add_argument("-q", "--quiet", action="store_true", help="print only problems")
     validate.set_defaults(func=cmd_validate)
 
-    cleanup = sub.add_parser("cleanup", help="delete all slices this installation manages (used on uninstall)")
-    cleanup.add_argument("--kubeconfig", default=_env("KUBECONFIG", os.environ.get("KUBECONFIG", "")))
-    cleanup.add_argument("--managed-by", default=_env("MANAGED_BY", DEFAULT_MANAGED_BY))
-    cleanup.add_argument("--log-format", choices=("text", "json"), default=_env("LOG_FORMAT", "text"))
+    cleanup = sub.add_parser(
+        "cleanup",
+        help="delete all slices this installation manages (used on uninstall)",
+        description="Delete every ResourceSlice labelled managed-by=<--managed-by>, whatever its driver: what "
+        "the chart's post-delete hook runs. Other installations' slices are left alone.",
+        epilog=EXIT_CODES,
+    )
+    cleanup.add_argument(
+        "--kubeconfig",
+        default=_env("KUBECONFIG", os.environ.get("KUBECONFIG", "")),
+        help="kubeconfig file (default: $DRA_KWOK_KUBECONFIG, $KUBECONFIG, ~/.kube/config, or in-cluster)",
+    )
+    cleanup.add_argument(
+        "--managed-by",
+        default=_env("MANAGED_BY", DEFAULT_MANAGED_BY),
+        help=f"the installation's managed-by label value (default: $DRA_KWOK_MANAGED_BY or {DEFAULT_MANAGED_BY})",
+    )
+    cleanup.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default=_env("LOG_FORMAT", "text"),
+        help="text lines, or one JSON object per line (default: text)",
+    )
     cleanup.set_defaults(func=cmd_cleanup)
 
-    crd = sub.add_parser("crd", help="print the DRANodeOverlay CustomResourceDefinition")
+    crd = sub.add_parser(
+        "crd",
+        help="print the DRANodeOverlay CustomResourceDefinition",
+        description="Print the DRANodeOverlay CustomResourceDefinition (the one in crds/ and the chart), for "
+        "`dra-kwok crd | kubectl apply --server-side -f -`.",
+        epilog=EXIT_CODES,
+    )
     crd.set_defaults(func=cmd_crd)
     return parser
 
@@ -414,6 +686,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         result: int = args.func(args)
+    except UsageError as exc:
+        print(f"dra-kwok {args.command}: {exc}", file=sys.stderr)
+        return 2
     except FileNotFoundError as exc:
         print(f"dra-kwok: {exc.filename}: no such file", file=sys.stderr)
         return 2

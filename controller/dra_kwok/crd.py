@@ -600,7 +600,7 @@ def overlay_crd() -> dict[str, Any]:
                         {
                             "name": "Reason",
                             "type": "string",
-                            "description": "Why the overlay is (not) applied: Applied, InvalidSpec, RenderFailed, Conflict.",
+                            "description": "Why it is applied or not: Applied, InvalidSpec, RenderFailed, Conflict.",
                             "jsonPath": '.status.conditions[?(@.type=="Ready")].reason',
                         },
                         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},

@@ -4,10 +4,15 @@ latter): a flag given on the command line wins over the environment, which wins 
 from __future__ import annotations
 
 import argparse
+import io
+import sys
+from pathlib import Path
 
 import pytest
+import yaml
 
-from dra_kwok.cli import build_parser, settings_from_args
+from dra_kwok import __version__
+from dra_kwok.cli import build_parser, main, settings_from_args
 from dra_kwok.shell.settings import Settings
 
 
@@ -98,3 +103,200 @@ def test_every_run_flag_has_the_environment_variable_its_help_names(monkeypatch:
             "--resync-seconds": s.resync_seconds,
         }[flag]
         assert str(shown) in (value, str(float(value)) if value.isdigit() else value), (flag, name, shown)
+
+
+# --- validate and render ------------------------------------------------------------------------
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "examples"
+OVERLAY = """\
+apiVersion: test.karpenter.sh/v1alpha1
+kind: DRANodeOverlay
+metadata: {name: h100}
+spec:
+  weight: 10
+  requirements:
+  - {key: node.kubernetes.io/instance-type, operator: In, values: [g5.48xlarge]}
+  resourceSlices:
+  - apiVersion: resource.k8s.io/v1
+    kind: ResourceSlice
+    spec:
+      driver: gpu.example.com
+      devices: [{name: gpu, count: 8}]
+"""
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def write(tmp_path: Path, name: str, text: str) -> str:
+    path = tmp_path / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return str(path)
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out == f"dra-kwok {__version__}\n"
+
+
+def test_every_subcommand_and_flag_is_described_with_its_default() -> None:
+    parser = build_parser()
+    assert parser.description and "exit codes: 0" in (parser.epilog or "")
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(sub.choices) == {"run", "render", "validate", "cleanup", "crd"}
+    for name, command in sub.choices.items():
+        assert command.description, f"{name} has no description"
+        assert "exit codes: 0" in (command.epilog or ""), name
+        for action in command._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            assert action.help, f"{name} {action.option_strings or action.dest} has no help"
+            flagless = not action.option_strings or action.required or isinstance(action, argparse._StoreTrueAction)
+            assert flagless or "default" in action.help, f"{name} {action.option_strings} names no default"
+
+
+def test_the_examples_directory_validates_recursively_naming_each_file(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, out, _ = run_cli(capsys, "validate", str(EXAMPLES))
+    assert code == 0
+    assert len(out.splitlines()) == len(list(EXAMPLES.glob("*.yaml")))
+    assert f"{EXAMPLES / 'seed-001-dranodeoverlay.yaml'} DRANodeOverlay/gpu-dra-config: ok" in out
+    nested = write(tmp_path, "a/b/bad.yaml", "driver: gpu.example.com\nmappings: []\nmapings: []\n")
+    code, out, _ = run_cli(capsys, "validate", str(tmp_path))
+    assert code == 1
+    assert out == f"{nested}: error: mapings: unknown field; fix: did you mean 'mappings'?\n"
+
+
+@pytest.mark.parametrize("argv", [["validate", "/no/such/file"], ["render", "--node", "/no/such/node.yaml"]])
+def test_a_missing_file_is_a_usage_error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 2 and err.endswith(": no such file\n")
+
+
+def test_an_empty_directory_is_a_usage_error(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, _, err = run_cli(capsys, "validate", str(tmp_path))
+    assert (code, err) == (2, f"dra-kwok validate: {tmp_path}: a directory without .yaml, .yml or .json files\n")
+
+
+def test_empty_stdin_is_an_error(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """`helm template ... | dra-kwok validate -` must fail when helm fails and prints nothing."""
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    code, out, _ = run_cli(capsys, "validate", "-")
+    assert code == 1
+    assert out == "-: error: <root>: stdin is empty; fix: check the command that feeds the pipe\n"
+
+
+def test_an_empty_file_is_an_error(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = write(tmp_path, "empty.yaml", "# nothing here\n---\n")
+    code, out, _ = run_cli(capsys, "validate", path)
+    assert code == 1 and "the file holds no YAML document" in out
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "path", "lines"),
+    [
+        ("driver: a.example.com\nmappings: []\ndriver: b.example.com\n", "", "driver", "1 and 3"),
+        (OVERLAY.replace("  weight: 10\n", "  weight: 10\n  weight: 20\n"), "", "spec.weight", "5 and 6"),
+        (
+            "kind: Pod\n---\n" + OVERLAY.replace("metadata: {name: h100}", "metadata: {name: h100}\nmetadata: {}"),
+            " (document 2)",
+            "metadata",
+            "5 and 6",
+        ),
+        (
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata:\n  config.yaml: |\n"
+            "    driver: a.example.com\n    mappings: []\n    mappings: []\n",
+            "",
+            "data['config.yaml'].mappings",
+            "7 and 8",
+        ),
+    ],
+    ids=["bare-config", "overlay", "second-document", "configmap-embedded"],
+)
+def test_keys_written_twice_are_errors_with_their_lines_in_the_file(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, text: str, where: str, path: str, lines: str
+) -> None:
+    file = write(tmp_path, "twice.yaml", text)
+    code, out, _ = run_cli(capsys, "validate", file)
+    assert code == 1
+    assert f"{file}{where}" in out
+    assert f"error: {path}: is written twice in {file} (lines {lines}); YAML would keep only the second" in out
+
+
+def test_a_karpenter_nodeoverlay_points_to_dranodeoverlay(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    file = write(tmp_path, "no.yaml", "apiVersion: karpenter.sh/v1alpha1\nkind: NodeOverlay\nmetadata: {name: n}\n")
+    code, out, _ = run_cli(capsys, "validate", file)
+    assert code == 1
+    assert f"{file} NodeOverlay/n: error: kind: is Karpenter's NodeOverlay (karpenter.sh/v1alpha1)" in out
+    assert "fix: write a DRANodeOverlay (apiVersion: test.karpenter.sh/v1alpha1, kind: DRANodeOverlay)" in out
+
+
+def test_a_dranodeoverlay_of_another_group_is_named(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    file = write(tmp_path, "o.yaml", OVERLAY.replace("test.karpenter.sh/v1alpha1", "karpenter.sh/v1alpha1", 1))
+    code, out, _ = run_cli(capsys, "validate", file)
+    assert code == 1 and "error: apiVersion: a DRANodeOverlay is test.karpenter.sh/v1alpha1" in out
+
+
+NODES = """\
+apiVersion: v1
+kind: List
+items:
+- {kind: Node, metadata: {name: g5, labels: {node.kubernetes.io/instance-type: g5.48xlarge, type: kwok}}}
+- {apiVersion: v1, kind: Node, metadata: {name: m5, labels: {node.kubernetes.io/instance-type: m5.large, type: kwok}}}
+- {apiVersion: v1, kind: Node, metadata: {name: bare, labels: {type: kwok}}}
+- {apiVersion: v1, kind: Node, metadata: {name: real, labels: {node.kubernetes.io/instance-type: m5.large}}}
+"""
+CONFIG = """\
+driver: gpu.example.com
+mappings:
+- name: t4
+  nodeSelector:
+    matchExpressions: [{key: accelerator, operator: Exists}]
+  resourceSlice: {devices: [{name: t4, count: 2}]}
+"""
+
+
+def test_render_takes_a_list_of_nodes_with_one_summary_line_each_and_says_why_nothing_matches(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    overlays = tmp_path / "overlays"
+    write(overlays, "deep/h100.yaml", OVERLAY)
+    code, out, err = run_cli(
+        capsys,
+        "render",
+        "--overlay", str(overlays),
+        "--config", write(tmp_path, "config.yaml", CONFIG),
+        "--node", write(tmp_path, "nodes.yaml", NODES),
+    )  # fmt: skip
+    assert code == 0
+    assert err.splitlines() == [
+        "node g5: gpu.example.com: 1 slice(s), 8 device(s), from overlay/h100",
+        "node m5: no overlay or mapping matches: no slices",
+        "  overlay h100: requirement node.kubernetes.io/instance-type In ['g5.48xlarge'] fails: "
+        "the node has node.kubernetes.io/instance-type='m5.large'",
+        "  mapping t4: matchExpressions accelerator Exists fails: the node has no label accelerator",
+        "node bare: no overlay or mapping matches: no slices",
+        "  overlay h100: requirement node.kubernetes.io/instance-type In ['g5.48xlarge'] fails: "
+        "the node has no label node.kubernetes.io/instance-type",
+        "  mapping t4: matchExpressions accelerator Exists fails: the node has no label accelerator",
+        "node real: not a KWOK node (no annotation kwok.x-k8s.io/node, label type=kwok or "
+        "kwok.x-k8s.io/provider=kwok): the driver publishes nothing for it",
+    ]
+    (slice_,) = yaml.safe_load_all(out)
+    assert slice_["spec"]["nodeName"] == "g5" and len(slice_["spec"]["devices"]) == 8
+
+
+def test_render_refuses_an_invalid_overlay_in_a_directory(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    bad = write(tmp_path / "o", "bad.yaml", OVERLAY.replace("count: 8", "cont: 8"))
+    code, _, err = run_cli(
+        capsys, "render", "--overlay", str(tmp_path / "o"), "--node", write(tmp_path, "n.yaml", NODES)
+    )
+    assert code == 1
+    assert f"{bad}: error: spec.resourceSlices[0].spec.devices[0].cont: unknown field" in err

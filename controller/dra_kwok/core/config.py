@@ -61,21 +61,22 @@ def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
     return size
 
 
-def _duplicate_keys(node: yaml.Node, path: Path, seen: set[int], what: str) -> list[Issue]:
+def _duplicate_keys(node: yaml.Node, path: Path, seen: set[int], what: str, first_line: int = 1) -> list[Issue]:
     """Keys written twice in one mapping. YAML loaders keep the last silently, so a second
-    `mappings:` would drop the first list without a word: refused, naming both lines."""
+    `mappings:` would drop the first list without a word: refused, naming both lines (counted
+    from `first_line`, the line the text starts at in its file)."""
     if id(node) in seen:
         return []
     seen.add(id(node))
     found: list[Issue] = []
     if isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            found += _duplicate_keys(item, (*path, index), seen, what)
+            found += _duplicate_keys(item, (*path, index), seen, what, first_line)
     elif isinstance(node, yaml.MappingNode):
         lines: dict[str, int] = {}
         for key, value in node.value:
             if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
-                line = key.start_mark.line + 1
+                line = key.start_mark.line + first_line
                 if key.value in lines:
                     found.append(
                         Issue(
@@ -87,43 +88,101 @@ def _duplicate_keys(node: yaml.Node, path: Path, seen: set[int], what: str) -> l
                     )
                 else:
                     lines[key.value] = line
-                found += _duplicate_keys(value, (*path, key.value), seen, what)
+                found += _duplicate_keys(value, (*path, key.value), seen, what, first_line)
             else:
-                found += _duplicate_keys(value, path, seen, what)
+                found += _duplicate_keys(value, path, seen, what, first_line)
     return found
 
 
-def parse_yaml(text: str, what: str) -> tuple[Any, list[Issue]]:
+def _checked_node(node: yaml.Node, what: str, first_line: int) -> list[Issue]:
+    """Refuses a document that anchors and aliases blow up, or that writes a key twice."""
+    size = _expanded_size(node, {})
+    if size > MAX_YAML_NODES:
+        return [
+            Issue(
+                (),
+                f"{what} expands to {size} YAML nodes through anchors and aliases (at most {MAX_YAML_NODES})",
+                fix="write the repeated parts out, or repeat them less",
+            )
+        ]
+    return _duplicate_keys(node, (), set(), what, first_line)
+
+
+def _yaml_error(exc: yaml.YAMLError, what: str, first_line: int) -> Issue:
+    mark = getattr(exc, "problem_mark", None)
+    where = f" at line {mark.line + first_line}, column {mark.column + 1}" if mark is not None else ""
+    problem = getattr(exc, "problem", None) or str(exc)
+    return Issue((), f"{what} is not valid YAML{where}: {problem}", fix="fix the YAML syntax")
+
+
+def parse_yaml(text: str, what: str, first_line: int = 1) -> tuple[Any, list[Issue]]:
     """Load YAML, turning a syntax error into an Issue that names the line and column, and
-    refusing a document that anchors and aliases blow up or that writes a key twice."""
+    refusing a document that anchors and aliases blow up or that writes a key twice. Lines are
+    counted from `first_line` (where the text starts in its file, for an embedded config.yaml)."""
     try:
         loader = yaml.SafeLoader(text)
         try:
             node = loader.get_single_node()
             if node is None:
                 return None, []
-            size = _expanded_size(node, {})
-            if size > MAX_YAML_NODES:
-                return None, [
-                    Issue(
-                        (),
-                        f"{what} expands to {size} YAML nodes through anchors and aliases (at most {MAX_YAML_NODES})",
-                        fix="write the repeated parts out, or repeat them less",
-                    )
-                ]
-            duplicates = _duplicate_keys(node, (), set(), what)
-            if duplicates:
-                return None, duplicates
+            problems = _checked_node(node, what, first_line)
+            if problems:
+                return None, problems
             return loader.construct_document(node), []
         finally:
             loader.dispose()
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        return None, [Issue((), f"{what} is not valid YAML{where}: {problem}", fix="fix the YAML syntax")]
+        return None, [_yaml_error(exc, what, first_line)]
     except RecursionError:
         return None, [Issue((), f"{what} is nested too deeply to parse", fix="flatten the document")]
+
+
+@dataclass(frozen=True, slots=True)
+class YamlDocument:
+    """One document of a YAML stream: its data (None if it has problems), its node (for the
+    lines of what it embeds) and its problems."""
+
+    index: int
+    data: Any
+    node: yaml.Node | None
+    issues: tuple[Issue, ...] = ()
+
+
+def parse_yaml_documents(text: str, what: str) -> list[YamlDocument]:
+    """Every document of a YAML stream (a file with `---` separators), each checked as
+    `parse_yaml` checks one, with line numbers of the file. Empty documents are left out; a
+    syntax error ends the stream with a document holding it."""
+    out: list[YamlDocument] = []
+    try:
+        loader = yaml.SafeLoader(text)
+        try:
+            index = 0
+            while loader.check_node():
+                node = loader.get_node()
+                if node is not None and not (isinstance(node, yaml.ScalarNode) and node.tag.endswith(":null")):
+                    problems = _checked_node(node, what, 1)
+                    data = None if problems else loader.construct_document(node)
+                    out.append(YamlDocument(index, data, node, tuple(problems)))
+                index += 1
+        finally:
+            loader.dispose()
+    except yaml.YAMLError as exc:
+        out.append(YamlDocument(len(out), None, None, (_yaml_error(exc, what, 1),)))
+    except RecursionError:
+        out.append(YamlDocument(len(out), None, None, (Issue((), f"{what} is nested too deeply to parse"),)))
+    return out
+
+
+def embedded_first_line(node: yaml.Node | None, *keys: str) -> int | None:
+    """The file line where the block scalar at `keys` (e.g. data, config.yaml) begins its text, so
+    that lines inside it can be counted in the file; None if it is not a block scalar."""
+    for key in keys:
+        if not isinstance(node, yaml.MappingNode):
+            return None
+        node = next((v for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == key), None)
+    if isinstance(node, yaml.ScalarNode) and node.style in ("|", ">"):
+        return node.start_mark.line + 2  # the text starts on the line after the indicator
+    return None
 
 
 def load_config_text(text: str) -> tuple[FallbackConfig | None, list[Issue]]:

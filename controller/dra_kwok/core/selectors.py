@@ -56,3 +56,31 @@ def requirement_matches(req: Requirement, labels: Mapping[str, str]) -> bool:
 
 def requirements_match(reqs: tuple[Requirement, ...], labels: Mapping[str, str]) -> bool:
     return all(requirement_matches(r, labels) for r in reqs)
+
+
+def _shown_label(labels: Mapping[str, str], key: str) -> str:
+    return f"the node has {key}={labels[key]!r}" if key in labels else f"the node has no label {key}"
+
+
+def _describe(key: str, operator: str, values: list[str]) -> str:
+    return f"{key} {operator} {values}" if values else f"{key} {operator}"
+
+
+def first_failing_requirement(reqs: tuple[Requirement, ...], labels: Mapping[str, str]) -> str | None:
+    """The first requirement the labels do not meet, described with the node's value; None if all hold."""
+    for req in reqs:
+        if not requirement_matches(req, labels):
+            return f"requirement {_describe(req.key, req.operator, req.values)} fails: {_shown_label(labels, req.key)}"
+    return None
+
+
+def first_failing_selector_term(selector: LabelSelector, labels: Mapping[str, str]) -> str | None:
+    """The first matchLabels entry or matchExpression the labels do not meet; None if the selector matches."""
+    for key, value in selector.match_labels.items():
+        if labels.get(key) != value:
+            return f"matchLabels {key}={value} fails: {_shown_label(labels, key)}"
+    for expr in selector.match_expressions:
+        if not selector_matches(LabelSelector(match_expressions=[expr]), labels):
+            term = _describe(expr.key, expr.operator, expr.values)
+            return f"matchExpressions {term} fails: {_shown_label(labels, expr.key)}"
+    return None
