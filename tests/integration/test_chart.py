@@ -19,6 +19,8 @@ import datetime
 import functools
 import json
 import os
+import re
+import shlex
 import signal
 import subprocess
 import time
@@ -95,6 +97,12 @@ def test_chart_lints_strictly(helm: Helm, values: Path | None) -> None:
         (["--set", "config.driver="], "deviceClasses[0]: no driver: set deviceClasses[0].driver or config.driver"),
         (["--set-json", 'config.mappings=[{"name":"m"}]'], "at '/config/mappings/0': missing properties"),
         (["--set", "serviceAccount.create=false"], "set serviceAccount.name"),
+        (
+            ["--set-json", 'nodeExclusions=[{"key":"type","operator":"NotEqual"}]'],
+            "at '/nodeExclusions/0/operator': value must be one of",
+        ),
+        (["--set-json", 'tolerations=[{"key":"a","operator":"Maybe"}]'], "at '/tolerations/0/operator'"),
+        (["--set-json", 'cleanupJob.affinity={"nodeAffinty":{}}'], "additional properties 'nodeAffinty' not allowed"),
     ],
 )
 def test_values_schema_refuses_bad_values(helm: Helm, args: list[str], message: str) -> None:
@@ -464,6 +472,22 @@ def run_hook_pod_as_kubelet(cluster: Cluster, namespace: str, job_name: str, wor
     return output
 
 
+def kubectl_edit(cluster: Cluster, workdir: Path, *args: str, sed: str) -> None:
+    """`kubectl edit ARGS` as a user runs it, with an editor that applies the sed expression."""
+    editor = workdir / f"editor-{time.monotonic_ns()}.sh"
+    editor.write_text(f'#!/bin/sh\nexec sed -i {shlex.quote(sed)} "$1"\n')
+    editor.chmod(0o755)
+    proc = subprocess.run(
+        [str(cluster.bindir / "kubectl"), "--kubeconfig", str(cluster.kubeconfig), "edit", *args],
+        env={**os.environ, "KUBE_EDITOR": str(editor)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0 and "edited" in proc.stdout, f"kubectl edit: {proc.stdout}{proc.stderr}"
+
+
 def gone(cluster: Cluster, *args: str) -> bool:
     try:
         cluster.kubectl("get", *args)
@@ -497,10 +521,25 @@ def test_chart_upgrade_changes_the_slices_and_uninstall_removes_them(
         describe=describe_slices(cluster, ctl),
     )
 
-    # helm upgrade with another device count: the ConfigMap changes, so do the slices.
+    # A user edits the ConfigMap with `kubectl edit`, as the README suggests: the slice follows.
+    configmap = ctl.env["DRA_KWOK_CONFIGMAP_NAME"]
+    kubectl_edit(cluster, release.workdir, "configmap", configmap, "-n", release.namespace, sed="s/count: 2/count: 3/")
+    wait_until(
+        lambda: node_slice(cluster, ctl.managed_by, node, devices=3),
+        timeout=TIMEOUT,
+        what=f"node {node}'s slice to have 3 devices after kubectl edit",
+        describe=describe_slices(cluster, ctl),
+    )
+
+    # helm upgrade with another device count. Helm 4 applies server-side, and kubectl edit made
+    # `kubectl-edit` the owner of config.yaml: a plain upgrade is refused with a conflict. The
+    # documented way (docs/operations.md) is --force-conflicts: the chart's values win.
     values = chart_values(driver, instance_type, devices=5)
     values["metrics"], values["health"] = {"port": ctl.metrics_port}, {"port": ctl.health_port}
-    release.install(values, action="upgrade")
+    refused = release.install(values, "upgrade", check=False)
+    assert refused.returncode != 0, refused.stdout
+    assert "conflict" in refused.stderr and "kubectl-edit" in refused.stderr, refused.stderr
+    release.install(values, "upgrade", "--force-conflicts")
     after = wait_until(
         lambda: node_slice(cluster, ctl.managed_by, node, devices=5),
         timeout=TIMEOUT,
@@ -567,3 +606,278 @@ def test_chart_upgrade_changes_the_slices_and_uninstall_removes_them(
     assert gone(cluster, "configmap", ctl.env["DRA_KWOK_CONFIGMAP_NAME"], "-n", release.namespace)
     cluster.kubectl("get", "crd", "dranodeoverlays.test.karpenter.sh")
     assert release.helm.run("status", release.name, "-n", release.namespace, check=False).returncode != 0
+
+
+# --- placement -----------------------------------------------------------------------------------
+KWOK_EXCLUSIONS = [
+    {"key": "type", "operator": "NotIn", "values": ["kwok"]},
+    {"key": "kwok.x-k8s.io/node", "operator": "DoesNotExist"},
+    {"key": "kwok.x-k8s.io/provider", "operator": "DoesNotExist"},
+    {"key": "karpenter.sh/nodepool", "operator": "DoesNotExist"},
+]
+CONTROL_PLANE_TOLERATIONS = [
+    {"key": "CriticalAddonsOnly", "operator": "Exists"},
+    {"key": "node-role.kubernetes.io/control-plane", "operator": "Exists", "effect": "NoSchedule"},
+]
+
+
+def pod_specs(docs: Sequence[Mapping[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The controller's and the cleanup hook's pod specs."""
+    deployment, job = find(docs, "Deployment"), find(docs, "Job", "-cleanup")
+    return deployment["spec"]["template"]["spec"], job["spec"]["template"]["spec"]
+
+
+def required_terms(spec: Mapping[str, Any]) -> list[dict[str, Any]]:
+    terms: list[dict[str, Any]] = spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
+        "nodeSelectorTerms"
+    ]
+    return terms
+
+
+def test_placement_defaults_keep_the_pods_off_kwok_and_karpenter_nodes(helm: Helm) -> None:
+    for spec in pod_specs(helm.template()):
+        assert required_terms(spec) == [{"matchExpressions": KWOK_EXCLUSIONS}]
+        assert spec["tolerations"] == CONTROL_PLANE_TOLERATIONS
+        assert "nodeSelector" not in spec
+
+    # A user's own required node affinity gets the exclusions ANDed into each of its terms (they
+    # are ORed), so it cannot let the pods onto a KWOK node; the rest of the affinity is kept.
+    own = {"key": "node-role.kubernetes.io/control-plane", "operator": "Exists"}
+    field_term = {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["cp-1"]}]}
+    preferred = [
+        {"weight": 1, "preference": {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}}
+    ]
+    anti = {"requiredDuringSchedulingIgnoredDuringExecution": [{"topologyKey": "kubernetes.io/hostname"}]}
+    affinity = {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [{"matchExpressions": [own]}, field_term]
+            },
+            "preferredDuringSchedulingIgnoredDuringExecution": preferred,
+        },
+        "podAntiAffinity": anti,
+    }
+    docs = helm.template("--set-json", f"affinity={json.dumps(affinity)}", "--set-json", 'nodeSelector={"a":"b"}')
+    for spec in pod_specs(docs):
+        assert required_terms(spec) == [
+            {"matchExpressions": [own, *KWOK_EXCLUSIONS]},
+            {**field_term, "matchExpressions": KWOK_EXCLUSIONS},
+        ]
+        assert spec["affinity"]["nodeAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"] == preferred
+        assert spec["affinity"]["podAntiAffinity"] == anti
+        assert spec["nodeSelector"] == {"a": "b"}
+
+    # Switched off, and tolerations replaced.
+    docs = helm.template("--set-json", "nodeExclusions=[]", "--set-json", "tolerations=[]")
+    for spec in pod_specs(docs):
+        assert "affinity" not in spec and "tolerations" not in spec
+
+    # The hook follows the controller unless cleanupJob says otherwise; the exclusions stay.
+    docs = helm.template(
+        "--set-json", 'cleanupJob.nodeSelector={"x":"y"}', "--set-json", "cleanupJob.tolerations=[]",
+        "--set-json", f"cleanupJob.affinity={json.dumps({'podAntiAffinity': anti})}",
+    )  # fmt: skip
+    pod, hook = pod_specs(docs)
+    assert "nodeSelector" not in pod and pod["tolerations"] == CONTROL_PLANE_TOLERATIONS
+    assert hook["nodeSelector"] == {"x": "y"} and "tolerations" not in hook
+    assert required_terms(hook) == [{"matchExpressions": KWOK_EXCLUSIONS}]
+    assert hook["affinity"]["podAntiAffinity"] == anti and "podAntiAffinity" not in pod["affinity"]
+
+
+def test_notes_name_the_overlay_columns_that_exist(helm: Helm) -> None:
+    crd = yaml.safe_load((CHART / "crds" / "test.karpenter.sh_dranodeoverlays.yaml").read_text())
+    (version,) = crd["spec"]["versions"]
+    columns = {c["name"].upper() for c in version["additionalPrinterColumns"]}
+    notes = helm.run("install", "test", str(CHART), "--dry-run=client", "-n", "karpenter").stdout
+    (line,) = [ln for ln in notes.splitlines() if "kubectl get dranodeoverlays " in ln]
+    named = set(re.findall(r"\b[A-Z]{3,}\b", line.partition("#")[2]))
+    assert named and named <= columns, f"NOTES.txt names {named - columns}, the CRD's columns are {columns}"
+
+
+def scheduled_to(cluster: Cluster, namespace: str, pod_prefix: str) -> list[str]:
+    """Nodes the scheduler bound pods named `pod_prefix`* to, from its Scheduled Events (which
+    outlive the pods: a hook pod is gone with its Job once the hook succeeded)."""
+    events = cluster.get_json("events", "-n", namespace, "--field-selector", "reason=Scheduled")["items"]
+    found = []
+    for event in events:
+        if event["involvedObject"]["name"].startswith(pod_prefix):
+            m = re.search(r" to (\S+)$", event.get("message") or event.get("note") or "")
+            assert m, event
+            found.append(m.group(1))
+    return found
+
+
+@pytest.mark.cluster
+def test_chart_pods_land_on_the_real_node_through_the_real_scheduler(
+    cluster: Cluster, release: Release, unique_name: Callable[[str], str], cleanup: Cleanup
+) -> None:
+    """A cluster as users have it: a KWOK node made by Karpenter's KWOK provider, one made by hand
+    (label `type: kwok`, no taint) and a control-plane node tainted CriticalAddonsOnly (and
+    node-role.kubernetes.io/control-plane). With default placement values, the real kube-scheduler
+    puts the controller pod and the uninstall hook's pod on the control-plane node.
+
+    All three nodes are run by kwok-controller (hack/cluster.sh has it manage every node with the
+    annotation kwok.x-k8s.io/node=fake): this cluster has no real node, and kwok marks them Ready.
+    The control-plane-like one carries none of the labels the chart excludes, so for the scheduler
+    it is the real node. (The driver itself would count it as a KWOK node, by the annotation; where
+    pods go depends only on labels and taints.) Because kwok also "runs" the pods there, the hook
+    completes without running anything, so this test checks where the pods went, not their work."""
+    tag = unique_name("placement")
+    pool = {"dra-kwok.test/placement": tag}  # only this test's nodes: the release selects them
+
+    def node(role: str, labels: Mapping[str, str], kwok_type: bool, taints: Sequence[Mapping[str, str]] = ()) -> str:
+        name = unique_name(f"placement-{role}")
+        obj = kwok_node(name, labels={**pool, **labels})
+        if not kwok_type:
+            del obj["metadata"]["labels"]["type"]
+        obj["spec"]["taints"] = list(taints)
+        cleanup.delete_later("node", name)
+        cluster.apply(obj)
+        return name
+
+    karpenter = node(
+        "karpenter",
+        {"kwok.x-k8s.io/node": "fake", "karpenter.sh/nodepool": "default", "karpenter.sh/registered": "true"},
+        kwok_type=False,
+    )
+    handmade = node("handmade", {}, kwok_type=True)
+    control_plane = node(
+        "control-plane",
+        {"node-role.kubernetes.io/control-plane": ""},
+        kwok_type=False,
+        taints=[
+            {"key": "CriticalAddonsOnly", "value": "true", "effect": "NoSchedule"},
+            {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"},
+        ],
+    )
+    for name in (karpenter, handmade, control_plane):
+        cluster.kubectl("wait", "--for=condition=Ready", f"node/{name}", "--timeout=60s")
+
+    values = {"replicaCount": 1, "nodeSelector": pool, "config": {"driver": f"{tag}.chart.dra-kwok.test"}}
+    release.install(values, pods=True)
+    fullname = find(release.manifest(), "Deployment")["metadata"]["name"]
+    selector = f"app.kubernetes.io/instance={release.name},app.kubernetes.io/component=controller"
+
+    def controller_node() -> str | None:
+        pods = cluster.get_json("pods", "-n", release.namespace, "-l", selector)["items"]
+        return pods[0]["spec"].get("nodeName") if pods else None
+
+    assert wait_until(controller_node, timeout=TIMEOUT, what="the controller pod to be scheduled") == control_plane
+
+    # Each KWOK node on its own is refused by the scheduler for the node affinity: the controller's
+    # pod spec, pinned to that node.
+    pod_spec = find(release.manifest(), "Deployment")["spec"]["template"]["spec"]
+    for kwok in (karpenter, handmade):
+        probe = unique_name("placement-probe")
+        pinned = {**pod_spec, "nodeSelector": {**pool, "kubernetes.io/hostname": kwok}}
+        manifest = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": probe, "namespace": release.namespace}}
+        cluster.apply({**manifest, "spec": pinned})
+
+        def refusal(probe: str = probe) -> str | None:
+            pod = cluster.get_json("pod", probe, "-n", release.namespace)
+            assert not pod["spec"].get("nodeName"), f"{probe} was scheduled onto {pod['spec']['nodeName']}"
+            conditions = pod["status"].get("conditions") or []
+            unschedulable = [
+                c for c in conditions if c["type"] == "PodScheduled" and c.get("reason") == "Unschedulable"
+            ]
+            return unschedulable[0]["message"] if unschedulable else None
+
+        message = wait_until(refusal, timeout=TIMEOUT, what=f"the scheduler to refuse {probe} on {kwok}")
+        assert "didn't match Pod's node affinity/selector" in message, message
+        cluster.kubectl("delete", "pod", probe, "-n", release.namespace, "--wait=false")
+
+    # helm uninstall: the hook's pod goes to the same node (kwok fakes its completion there, see
+    # above, so helm reports success).
+    release.helm.run("uninstall", release.name, "-n", release.namespace, "--timeout=120s")
+    assert scheduled_to(cluster, release.namespace, f"{fullname}-cleanup-") == [control_plane]
+    assert scheduled_to(cluster, release.namespace, f"{fullname}-") == [control_plane, control_plane]
+
+
+@pytest.mark.parametrize("failure", ["unschedulable", "failed"])
+@pytest.mark.cluster
+def test_uninstall_fails_and_says_so_when_the_cleanup_hook_cannot_do_its_job(
+    cluster: Cluster, release: Release, unique_name: Callable[[str], str], cleanup: Cleanup, failure: str
+) -> None:
+    """`helm uninstall` must not report success while our slices remain: if the hook's pod cannot
+    be scheduled (it would stay Pending until activeDeadlineSeconds) or its container fails, the
+    Job fails, and so does `helm uninstall`, naming the Job; the Job is kept for inspection."""
+    driver = f"{unique_name('gpu')}.chart.dra-kwok.test"
+    values = {
+        "config": {"driver": driver},
+        # No node fits (as when no real node is left), and a short deadline for the test's sake.
+        "cleanupJob": {
+            "nodeSelector": NO_NODE,
+            "activeDeadlineSeconds": 10 if failure == "unschedulable" else 120,
+            "backoffLimit": 0,
+        },
+    }
+    release.install(values)
+    fullname = find(release.manifest(), "Deployment")["metadata"]["name"]
+    managed_by = container_env(find(release.manifest(), "Deployment")["spec"]["template"]["spec"]["containers"][0])[
+        "DRA_KWOK_MANAGED_BY"
+    ]
+    # One of this installation's slices, as its controller would have published it.
+    node = unique_name("chart-node")
+    cleanup.delete_later("node", node)
+    cluster.apply(kwok_node(node))
+    slice_name = f"{node}-devices"
+    cleanup.delete_later("resourceslice", slice_name)
+    cluster.apply(
+        {
+            "apiVersion": "resource.k8s.io/v1",
+            "kind": "ResourceSlice",
+            "metadata": {"name": slice_name, "labels": {MANAGED_BY: managed_by}},
+            "spec": {
+                "driver": driver,
+                "nodeName": node,
+                "pool": {"name": node, "generation": 1, "resourceSliceCount": 1},
+                "devices": [{"name": "gpu-0"}],
+            },
+        }
+    )
+
+    out_path = release.workdir / "helm-uninstall.out"
+    with out_path.open("w") as out:
+        uninstall = subprocess.Popen(
+            release.helm.command("uninstall", release.name, "-n", release.namespace, "--timeout=120s"),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        job_name = f"{fullname}-cleanup"
+        pod = wait_until(
+            lambda: (
+                cluster.get_json("pods", "-n", release.namespace, "-l", f"job-name={job_name}")["items"] or [None]
+            )[0],
+            timeout=TIMEOUT,
+            what=f"the pod of Job {job_name}",
+        )
+        if failure == "failed":
+            # The container ran and exited 1, as the kubelet would report it.
+            status = {
+                "phase": "Failed",
+                "containerStatuses": [
+                    {
+                        "name": "cleanup", "image": "dra-kwok-driver", "imageID": "", "ready": False,
+                        "restartCount": 0, "started": False,
+                        "state": {"terminated": {"exitCode": 1, "reason": "Error"}},
+                    }
+                ],
+            }  # fmt: skip
+            cluster.kubectl(
+                "patch", "pod", pod["metadata"]["name"], "-n", release.namespace, "--subresource=status",
+                "--type=merge", "-p", json.dumps({"status": status}),
+            )  # fmt: skip
+        code = uninstall.wait(timeout=120)
+    finally:
+        if uninstall.poll() is None:
+            uninstall.kill()
+            uninstall.wait()
+    output = out_path.read_text()
+    assert code != 0, f"helm uninstall reported success while the hook failed:\n{output}"
+    assert f"Job/{release.namespace}/{job_name}" in output and "Failed" in output, output
+    # Our slice is still there, and the failed Job is kept, saying why.
+    cluster.kubectl("get", "resourceslice", slice_name)
+    conditions = cluster.get_json("job", job_name, "-n", release.namespace)["status"]["conditions"]
+    reasons = {c["reason"] for c in conditions if c["type"] == "Failed" and c["status"] == "True"}
+    assert reasons == {"DeadlineExceeded" if failure == "unschedulable" else "BackoffLimitExceeded"}, conditions

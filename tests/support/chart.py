@@ -102,11 +102,17 @@ class Release:
     def helm(self) -> Helm:
         return Helm.for_cluster(self.cluster)
 
-    def install(self, values: Mapping[str, Any], action: str = "install") -> None:
-        """`helm install` or `helm upgrade` with these values, and no pod."""
+    def install(
+        self, values: Mapping[str, Any], action: str = "install", *extra: str, pods: bool = False, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """`helm install` or `helm upgrade` with these values and `extra` arguments; with no pod
+        (`replicaCount: 0`) unless `pods`, and then without waiting for the Deployment."""
         path = self.workdir / f"values-{time.monotonic_ns()}.json"
-        path.write_text(json.dumps({**values, "replicaCount": 0}))
-        self.helm.run(action, self.name, str(CHART), "-n", self.namespace, "-f", str(path), "--wait", "--timeout=60s")
+        path.write_text(json.dumps(values if pods else {**values, "replicaCount": 0}))
+        wait = [] if pods else ["--wait", "--timeout=60s"]
+        return self.helm.run(
+            action, self.name, str(CHART), "-n", self.namespace, "-f", str(path), *wait, *extra, check=check
+        )
 
     def manifest(self) -> list[dict[str, Any]]:
         out = self.helm.run("get", "manifest", self.name, "-n", self.namespace).stdout

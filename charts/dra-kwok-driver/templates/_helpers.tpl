@@ -36,3 +36,41 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- define "dra-kwok.managedBy" -}}
 {{- default (include "dra-kwok.fullname" .) .Values.controller.managedBy -}}
 {{- end -}}
+
+{{/*
+nodeSelector, tolerations and affinity of a pod of this chart, at pod-spec indentation (8).
+Argument: dict "root" $ "nodeSelector" … "tolerations" … "affinity" …. `nodeExclusions` are ANDed
+into every term of the required node affinity (a term of their own when there is none), so a
+user's own node affinity cannot let the pod onto a KWOK node by accident: kwok would report the pod
+Running (or a Job's pod Completed) without running anything.
+*/}}
+{{- define "dra-kwok.placement" -}}
+{{- $exclusions := .root.Values.nodeExclusions | default (list) -}}
+{{- $affinity := deepCopy (.affinity | default (dict)) -}}
+{{- if $exclusions }}
+{{- $node := get $affinity "nodeAffinity" | default (dict) }}
+{{- $required := get $node "requiredDuringSchedulingIgnoredDuringExecution" | default (dict) }}
+{{- $terms := get $required "nodeSelectorTerms" | default (list (dict)) }}
+{{- $merged := list }}
+{{- range $terms }}
+{{- $term := deepCopy . }}
+{{- $_ := set $term "matchExpressions" (concat (get $term "matchExpressions" | default (list)) $exclusions) }}
+{{- $merged = append $merged $term }}
+{{- end }}
+{{- $_ := set $required "nodeSelectorTerms" $merged }}
+{{- $_ := set $node "requiredDuringSchedulingIgnoredDuringExecution" $required }}
+{{- $_ := set $affinity "nodeAffinity" $node }}
+{{- end }}
+{{- with .nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
