@@ -438,7 +438,21 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         concurrency=args.concurrency,
         workers=args.workers,
         resync_seconds=args.resync_seconds,
+        unready_after=args.unready_after,
     )
+
+
+def _port(text: str) -> int | None:
+    """A listening port: 'auto' is any free one (0 to the OS), '0' none at all (None)."""
+    if text == "auto":
+        return 0
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port: give 1-65535, 0 (disabled) or 'auto'") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port: give 1-65535, 0 (disabled) or 'auto'")
+    return port or None
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -560,10 +574,23 @@ def build_parser() -> argparse.ArgumentParser:
         "(repeatable; env DRA_KWOK_DRIVERS, comma-separated; default: none)",
     )
     run.add_argument(
-        "--metrics-port", type=int, default=int(_env("METRICS_PORT", "8080")), help="0 disables (default: 8080)"
+        "--metrics-port",
+        type=_port,
+        default=_port(_env("METRICS_PORT", "8080")),
+        help="port of /metrics; 0 disables it, 'auto' takes any free port and logs it (default 8080)",
     )
     run.add_argument(
-        "--health-port", type=int, default=int(_env("HEALTH_PORT", "8081")), help="0 disables (default: 8081)"
+        "--health-port",
+        type=_port,
+        default=_port(_env("HEALTH_PORT", "8081")),
+        help="port of /healthz and /readyz; 0 disables them, 'auto' takes any free port and logs it (default 8081)",
+    )
+    run.add_argument(
+        "--unready-after",
+        type=float,
+        default=float(_env("UNREADY_AFTER", "30")),
+        help="seconds without any answer from the apiserver before /readyz fails (default 30); a 401 or 403 "
+        "makes it fail at once",
     )
     run.add_argument(
         "--bind-address",

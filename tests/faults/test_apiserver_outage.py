@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import secrets
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,10 +30,12 @@ from tests.faults.support import (
 from tests.integration.conftest import CRD_FILE, DRIVER, Scenario
 from tests.support.cluster import Cleanup, Cluster, running_cluster
 from tests.support.controller import ControllerProcess
+from tests.support.wait import wait_until
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 OUTAGE_SECONDS = 30.0
+UNREADY_AFTER = 10.0  # --unready-after for this test: shorter than the outage
 MAX_LOG_LINES_DURING_OUTAGE = 150
 MAX_ERROR_LINES_DURING_OUTAGE = 80
 
@@ -59,6 +62,16 @@ def healthz(ctl: ControllerProcess) -> bool:
             return bool(r.status == 200)
     except OSError:
         return False
+
+
+def readyz(ctl: ControllerProcess) -> int:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{ctl.health_port}/readyz", timeout=3) as r:
+            return int(r.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+    except OSError:
+        return 0
 
 
 def test_apiserver_down_for_30s_then_back_controller_recovers_without_restarting(
@@ -88,7 +101,13 @@ def test_apiserver_down_for_30s_then_back_controller_recovers_without_restarting
     kept = scenario.unique("kept")
     rest.create(NODES, node_manifest(kept, scenario.tag, "gpu-stays"))
 
-    ctl = ControllerProcess(cluster.kubeconfig, namespace, scenario.managed_by, tmp_path / "controller.log")
+    ctl = ControllerProcess(
+        cluster.kubeconfig,
+        namespace,
+        scenario.managed_by,
+        tmp_path / "controller.log",
+        extra_args=("--unready-after", str(UNREADY_AFTER)),
+    )
     ctl.start()
     try:
         oracle.wait_exact(60, "the initial slices", ctl)
@@ -103,10 +122,12 @@ def test_apiserver_down_for_30s_then_back_controller_recovers_without_restarting
         metrics_before = ctl.metrics()
         stopped = apiserver.stop()
         unhealthy = []
+        readiness: list[tuple[float, int]] = []  # (seconds into the outage, /readyz status)
         while time.monotonic() - stopped < OUTAGE_SECONDS:
             assert ctl.alive, f"the controller exited during the outage:\n{ctl.log()}"
             if not healthz(ctl):
                 unhealthy.append(round(time.monotonic() - stopped))
+            readiness.append((time.monotonic() - stopped, readyz(ctl)))
             time.sleep(1)
         during = log_lines(ctl)[lines_before:]
         counts = _deltas(metrics_before, ctl.metrics())
@@ -119,6 +140,12 @@ def test_apiserver_down_for_30s_then_back_controller_recovers_without_restarting
         print(f"during the outage: {len(during)} log lines, {len(errors)} errors; metric changes: {counts}")
         assert ctl.alive and ctl.proc.pid == pid
         assert not unhealthy, f"/healthz failed during the outage at {unhealthy}s"
+        # /readyz: ready through the grace period (a short outage does not take the pod out of
+        # its Service), not ready once the apiserver has been unreachable for longer.
+        print(f"/readyz during the outage: {[(round(t), c) for t, c in readiness]}")
+        assert all(c == 200 for t, c in readiness if t < UNREADY_AFTER - 2), readiness
+        assert all(c == 503 for t, c in readiness if t > UNREADY_AFTER + 8), readiness
+        assert "not ready: unreachable" in ctl.log()
         assert len(during) <= MAX_LOG_LINES_DURING_OUTAGE, "\n".join(during[-40:])
         assert len(errors) <= MAX_ERROR_LINES_DURING_OUTAGE, "\n".join(errors[-40:])
         failures = sum(v for k, v in counts.items() if k.startswith("dra_kwok_reconcile_errors_total"))
@@ -138,6 +165,7 @@ def test_apiserver_down_for_30s_then_back_controller_recovers_without_restarting
         oracle.overlays = oracle.overlays[1:]
         changed = time.monotonic()
         took = oracle.wait_exact(120, "the changes made right after the restart", ctl)
+        wait_until(lambda: readyz(ctl) == 200, timeout=30, what="/readyz to recover", describe=ctl.log)
         print(f"changes applied {took:.1f}s after they were made ({time.monotonic() - ready:.1f}s after ready)")
 
         # And it stays right: no slice of the deleted node comes back, nothing keeps writing.

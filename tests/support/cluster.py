@@ -144,9 +144,15 @@ class Cleanup:
             raise RuntimeError("cleanup failed:\n" + "\n".join(errors))
 
 
-def _run_cluster_sh(*args: str) -> str:
+def _run_cluster_sh(*args: str, env: Mapping[str, str] | None = None) -> str:
     proc = subprocess.run(
-        [str(CLUSTER_SH), *args], capture_output=True, text=True, timeout=900, check=False, cwd=REPO_ROOT
+        [str(CLUSTER_SH), *args],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+        cwd=REPO_ROOT,
+        env={**os.environ, **env} if env else None,
     )
     if proc.returncode != 0:
         raise ClusterError(f"hack/cluster.sh {' '.join(args)} exited {proc.returncode}:\n{proc.stderr}{proc.stdout}")
@@ -158,12 +164,20 @@ def unique_cluster_name() -> str:
     return f"{TEST_CLUSTER_PREFIX}-{os.getpid()}-{secrets.token_hex(2)}"
 
 
-def start_cluster(workdir: Path, name: str | None = None) -> Cluster:
-    """Starts a cluster (hack/cluster.sh up) whose kubeconfig and bin/ go into `workdir`.
-    Leftovers of earlier killed test runs are pruned first. Raises ClusterError on failure."""
+def start_cluster(workdir: Path, name: str | None = None, feature_gates: str = "") -> Cluster:
+    """Starts a cluster (hack/cluster.sh up) whose kubeconfig and bin/ go into `workdir`, with
+    `feature_gates` ("Gate=false,...") added to the control plane's. Leftovers of earlier killed
+    test runs are pruned first. Raises ClusterError on failure."""
     _run_cluster_sh("prune")
     name = name or unique_cluster_name()
-    _run_cluster_sh("up", "--name", name, "--dir", str(workdir))
+    _run_cluster_sh(
+        "up",
+        "--name",
+        name,
+        "--dir",
+        str(workdir),
+        env={"DRA_KWOK_FEATURE_GATES": feature_gates} if feature_gates else None,
+    )
     return Cluster(name=name, kubeconfig=workdir / "kubeconfig", bindir=workdir / "bin")
 
 
@@ -173,9 +187,9 @@ def stop_cluster(cluster: Cluster) -> None:
 
 
 @contextmanager
-def running_cluster(workdir: Path) -> Iterator[Cluster]:
+def running_cluster(workdir: Path, feature_gates: str = "") -> Iterator[Cluster]:
     """A cluster for the duration of the block, deleted afterwards even if the block raises."""
-    cluster = start_cluster(workdir)
+    cluster = start_cluster(workdir, feature_gates=feature_gates)
     try:
         yield cluster
     finally:

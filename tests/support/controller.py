@@ -24,12 +24,17 @@ from tests.support.wait import wait_until
 
 
 def free_port() -> int:
+    """A port for a process that cannot bind port 0 itself (a chart's values need a number).
+    Prefer 'auto' (the controller binds port 0 and logs the port): a number picked here and bound
+    later can be taken in between, e.g. as the ephemeral port of an outgoing connection."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
 
 
+# The controller's log line for each listener it started ("serving health on port 41235 (...)").
+_SERVING = re.compile(r"serving (health|metrics) on port (\d+)")
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)$")
 
 
@@ -40,14 +45,17 @@ class ControllerProcess:
     managed_by: str
     log_path: Path
     extra_args: Sequence[str] = ()
-    metrics_port: int = field(default_factory=free_port)
-    health_port: int = field(default_factory=free_port)
+    # 0: the controller takes any free port ('auto') and the port is read from its log once it
+    # serves, so no two processes on a busy machine ever race for one.
+    metrics_port: int = 0
+    health_port: int = 0
     proc: subprocess.Popen[bytes] | None = None
     # To run a controller exactly as a manifest describes it (e.g. the chart's Deployment): `argv`
     # replaces the whole command built from the fields above, and `env` is added to the environment
     # (the caller's own DRA_KWOK_* are dropped first). The ports must then be the ones `env` sets.
     argv: Sequence[str] | None = None
     env: Mapping[str, str] = field(default_factory=dict)
+    _log_offset: int = field(default=0, init=False, repr=False)  # where this start's log begins
 
     def command(self) -> list[str]:
         if self.argv is not None:
@@ -57,8 +65,8 @@ class ControllerProcess:
             "--kubeconfig", str(self.kubeconfig),
             "--namespace", self.namespace,
             "--managed-by", self.managed_by,
-            "--metrics-port", str(self.metrics_port),
-            "--health-port", str(self.health_port),
+            "--metrics-port", str(self.metrics_port or "auto"),
+            "--health-port", str(self.health_port or "auto"),
             "--bind-address", "127.0.0.1",
             *self.extra_args,
         ]  # fmt: skip
@@ -66,16 +74,29 @@ class ControllerProcess:
     def start(self, wait: bool = True) -> ControllerProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("DRA_KWOK_")}
         env.update(self.env)
+        if self.argv is None:
+            self.metrics_port = self.health_port = 0  # a restart binds new ports too
+        self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, env=env)
         if wait:
             self.wait_ready()
         return self
 
+    def _read_ports(self) -> bool:
+        """Takes the ports of this start's listeners from its log; True once both are known."""
+        if not (self.metrics_port and self.health_port):
+            text = self.log_path.read_bytes()[self._log_offset :].decode(errors="replace")
+            for what, port in _SERVING.findall(text):
+                setattr(self, f"{what}_port", int(port))
+        return bool(self.metrics_port and self.health_port)
+
     def wait_ready(self, timeout: float = 60.0) -> None:
         def ready() -> bool:
             if self.proc is not None and self.proc.poll() is not None:
                 raise AssertionError(f"controller exited with {self.proc.returncode}:\n{self.log()}")
+            if not self._read_ports():
+                return False
             with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/readyz", timeout=2) as r:
                 return bool(r.status == 200)
 

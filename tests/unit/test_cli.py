@@ -76,7 +76,7 @@ def test_every_run_flag_has_the_environment_variable_its_help_names(monkeypatch:
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     run = sub.choices["run"]
     flags = [o for a in run._actions for o in a.option_strings if o.startswith("--") and o != "--help"]
-    assert len(flags) == 17, flags
+    assert len(flags) == 18, flags
     for flag in flags:
         name = "DRA_KWOK_" + renamed.get(flag, flag[2:].upper().replace("-", "_"))
         value = {"--kwok-label": "k=v", "--log-format": "json"}.get(flag, "7")
@@ -101,8 +101,17 @@ def test_every_run_flag_has_the_environment_variable_its_help_names(monkeypatch:
             "--concurrency": s.concurrency,
             "--workers": s.workers,
             "--resync-seconds": s.resync_seconds,
+            "--unready-after": s.unready_after,
         }[flag]
         assert str(shown) in (value, str(float(value)) if value.isdigit() else value), (flag, name, shown)
+
+
+def test_ports_are_numbers_zero_for_off_or_auto() -> None:
+    assert (settings("--health-port", "0").health_port, settings("--health-port", "auto").health_port) == (None, 0)
+    assert settings("--metrics-port", "9090").metrics_port == 9090
+    for bad in ("-1", "65536", "eighty"):
+        with pytest.raises(SystemExit):
+            settings("--metrics-port", bad)
 
 
 # --- validate and render ------------------------------------------------------------------------

@@ -9,10 +9,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from pydantic import ValidationError
+
 from .issues import Issue, errors
+from .models import Requirement
 from .resolve import Conflict
 
 MAX_MESSAGE = 1024
+PUBLISH_FAILED = "PublishFailed"
+FIELDS_DROPPED = "FieldsDropped"
+# Ready reasons that say something went wrong after the spec validated: a Warning Event on entering
+WARNING_REASONS = frozenset({"RenderFailed", PUBLISH_FAILED, FIELDS_DROPPED})
 
 
 def _condition(
@@ -40,9 +47,12 @@ def overlay_status(
     previous: Mapping[str, Any] | None,
     now: str,
     render_failures: Sequence[tuple[str, str]] = (),
+    publish_failures: Sequence[tuple[str, str, str]] = (),
 ) -> dict[str, Any]:
     """The status an overlay should have. `conflicts` are this overlay's losses, one per node;
-    `render_failures` the (node, problem) pairs where its templates do not fit the node."""
+    `render_failures` the (node, problem) pairs where its templates do not fit the node;
+    `publish_failures` the (node, reason, problem) triples where the apiserver rejected its slices
+    (reason PublishFailed) or dropped fields of them (FieldsDropped)."""
     prev = {c.get("type"): c for c in (previous or {}).get("conditions") or [] if isinstance(c, Mapping)}
     losses = list(conflicts)
     if not valid:
@@ -62,6 +72,25 @@ def overlay_status(
             "RenderFailed",
             f"cannot publish for {len(render_failures)} of {matched_nodes} matched node(s), "
             f"which keep what they had; node {node}: {problem}",
+            generation,
+            prev.get("Ready"),
+            now,
+        )
+    elif publish_failures:
+        rejected = sorted(f for f in publish_failures if f[1] == PUBLISH_FAILED)
+        node, reason, problem = rejected[0] if rejected else min(publish_failures)
+        count = len(rejected) if rejected else len(publish_failures)
+        what = (
+            "the apiserver rejected the slices"
+            if reason == PUBLISH_FAILED
+            else "the apiserver dropped fields of the slices (a feature gate off, or fields this Kubernetes "
+            "version does not know)"
+        )
+        ready = _condition(
+            "Ready",
+            "False",
+            reason,
+            f"{what} of {count} of {matched_nodes} matched node(s); node {node}: {problem}",
             generation,
             prev.get("Ready"),
             now,
@@ -110,3 +139,44 @@ def same_status(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> boo
         return (conds, s.get("matchedNodes"), s.get("observedGeneration"))
 
     return bool(strip(a) == strip(b))
+
+
+def _conditions(status: Mapping[str, Any] | None) -> dict[str, Mapping[str, Any]]:
+    return {str(c.get("type")): c for c in (status or {}).get("conditions") or [] if isinstance(c, Mapping)}
+
+
+def status_events(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """The Events (type, reason, message) that announce a status change, so `kubectl describe`
+    and event watchers see it: a Warning when the overlay starts losing an equal-weight conflict
+    or its slices start failing (render, rejection, dropped fields), a Normal one when that ends
+    or a spec that was invalid validates. (Invalid specs get their Warning when they are loaded.)"""
+    old, new = _conditions(previous), _conditions(current)
+    out: list[tuple[str, str, str]] = []
+    old_ready, new_ready = old.get("Ready") or {}, new.get("Ready") or {}
+    old_reason, new_reason = old_ready.get("reason"), new_ready.get("reason")
+    if new_reason != old_reason:
+        if old_reason == "InvalidSpec" and new_reason is not None:
+            out.append(("Normal", "SpecValid", f"the spec is valid again; {new_ready.get('message', '')}"))
+        if new_reason in WARNING_REASONS:
+            out.append(("Warning", str(new_reason), str(new_ready.get("message", ""))))
+        elif new_ready.get("status") == "True" and old_reason in WARNING_REASONS:
+            out.append(("Normal", "Published", f"published again; {new_ready.get('message', '')}"))
+    old_conflict = (old.get("Conflict") or {}).get("status")
+    new_conflict = new.get("Conflict") or {}
+    if new_conflict.get("status") == "True" and old_conflict != "True":
+        out.append(("Warning", "Conflict", str(new_conflict.get("message", ""))))
+    elif old_conflict == "True" and new_conflict.get("status") != "True":
+        out.append(("Normal", "ConflictResolved", "no longer loses any node to an overlay of equal weight"))
+    return out
+
+
+def matchable_requirements(spec: Any) -> tuple[Requirement, ...] | None:
+    """The requirements of an overlay's spec, when they are well-formed even if the rest is not,
+    so that NODES counts the KWOK nodes an invalid overlay matches; None when they are not."""
+    raw = spec.get("requirements") if isinstance(spec, Mapping) else None
+    if not isinstance(raw, list):
+        return None
+    try:
+        return tuple(Requirement.model_validate(r) for r in raw)
+    except ValidationError:
+        return None

@@ -23,6 +23,7 @@ from kubernetes.aio import config as aio_config
 from yarl import URL
 
 from . import metrics
+from .health import ApiHealth
 
 log = logging.getLogger("dra_kwok.api")
 
@@ -31,6 +32,7 @@ OVERLAYS_PATH = "/apis/test.karpenter.sh/v1alpha1/dranodeoverlays"
 NODES_PATH = "/api/v1/nodes"
 RETRYABLE = frozenset({429, 500, 502, 503, 504})
 MAX_ATTEMPTS = 8
+CONNECTION_ERROR = "connection error"  # the reason of a request that got no answer
 
 
 class ApiError(Exception):
@@ -87,9 +89,10 @@ def _env_proxy_once(configuration: aio_client.Configuration) -> None:
 class KubeApi:
     """Raw JSON requests with bounded concurrency and retries."""
 
-    def __init__(self, api_client: aio_client.ApiClient, concurrency: int) -> None:
+    def __init__(self, api_client: aio_client.ApiClient, concurrency: int, health: ApiHealth | None = None) -> None:
         self._client = api_client
         self._inflight = asyncio.Semaphore(concurrency)
+        self.health = health  # told every answer (and every connection error), for /readyz
 
     async def close(self) -> None:
         await self._client.close()  # type: ignore[no-untyped-call]
@@ -113,6 +116,13 @@ class KubeApi:
         for attempt in range(1, MAX_ATTEMPTS + 1):
             status, reason, text, retry_after = await self._send(method, url, headers, body)
             metrics.API_REQUESTS.labels(verb=verb or method.lower(), code=str(status)).inc()
+            if self.health is not None:
+                self.health.record(
+                    verb or method.lower(),
+                    path,
+                    0 if reason.startswith(CONNECTION_ERROR) else status,
+                    _message(text) if status in (401, 403) else "",
+                )
             if 200 <= status < 300:
                 return json.loads(text) if text else None
             if status not in RETRYABLE or attempt == MAX_ATTEMPTS:
@@ -134,7 +144,7 @@ class KubeApi:
                 )
                 text = (await resp.read()).decode()  # type: ignore[no-untyped-call]
             except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-                return 503, f"connection error ({type(exc).__name__})", str(exc), None
+                return 503, f"{CONNECTION_ERROR} ({type(exc).__name__})", str(exc), None
         retry = resp.headers.get("Retry-After")
         return resp.status, resp.reason or "", text, float(retry) if retry and retry.isdigit() else None
 
@@ -183,14 +193,21 @@ class KubeApi:
         _, url, headers, _, _ = await self._client.param_serialize(
             "GET", path, query_params=list(query.items()), header_params=headers, auth_settings=["BearerToken"]
         )
-        resp = await self._client.call_api(
-            "GET",
-            url,
-            header_params=dict(headers),
-            _preload_content=False,
-            _request_timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=30),
-        )
+        try:
+            resp = await self._client.call_api(
+                "GET",
+                url,
+                header_params=dict(headers),
+                _preload_content=False,
+                _request_timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=30),
+            )
+        except (TimeoutError, aiohttp.ClientError, OSError):
+            if self.health is not None:
+                self.health.record("watch", path, 0)
+            raise
         metrics.API_REQUESTS.labels(verb="watch", code=str(resp.status)).inc()
+        if self.health is not None:
+            self.health.record("watch", path, resp.status, resp.reason or "")
         try:
             yield resp.response
         finally:

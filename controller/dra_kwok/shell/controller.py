@@ -1,12 +1,12 @@
 """Wires the watches to the World, and runs the reconciler, status writer and resync loop.
 
-Nodes and our ResourceSlices, the kinds that scale with the cluster, are watched by the lean
-`watch.Reflector` (a fraction of kopf's CPU and memory per event); the ConfigMap and the
-DRANodeOverlays by kopf, used only with `on.event` handlers, which write nothing onto the watched
-objects (no finalizers, no annotations): Nodes are never modified. Before any watch starts, the
-startup handler lists everything once, so the first reconciliation sees the whole cluster and a
-restart converges (deleting slices of vanished nodes, creating missing ones) without duplicates;
-the node and slice watches continue from that listing's resourceVersion.
+Nodes, our ResourceSlices and the DRANodeOverlays are watched by the lean `watch.Reflector` (a
+fraction of kopf's CPU and memory per event; and the overlay CRD may come and go without stopping
+us); the ConfigMap by kopf, used only with an `on.event` handler, which writes nothing onto the
+watched object (no finalizers, no annotations): Nodes are never modified. Before any watch starts,
+the startup handler lists everything once, so the first reconciliation sees the whole cluster and
+a restart converges (deleting slices of vanished nodes and sources, creating missing ones) without
+duplicates; the Reflectors continue from that listing's resourceVersion.
 """
 
 from __future__ import annotations
@@ -26,12 +26,14 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST as METRICS_CONTENT_TYPE
 from prometheus_client import REGISTRY, generate_latest
 
-from ..core.models import OVERLAY_GROUP, OVERLAY_PLURAL, OVERLAY_VERSION
+from ..core.config import load_config_text
+from ..core.models import OVERLAY_GROUP, OVERLAY_KIND, OVERLAY_VERSION
 from ..core.render import LABEL_MANAGED_BY
 from ..core.selectors import requirements_match
-from ..core.status import overlay_status, same_status
+from ..core.status import FIELDS_DROPPED, PUBLISH_FAILED, overlay_status, same_status, status_events
 from . import metrics
 from .api import NODES_PATH, OVERLAYS_PATH, SLICES_PATH, ApiError, KubeApi, load_api_client
+from .health import PROBE_INTERVAL, ApiHealth, Permission
 from .reconciler import Reconciler
 from .settings import Settings
 from .watch import Reflector
@@ -53,21 +55,24 @@ class Controller:
         self.api: KubeApi | None = None
         self.reconciler: Reconciler | None = None
         self.ready = False
+        self.health = ApiHealth(settings.unready_after)
+        self.probing: asyncio.Task[None] | None = None
         self.tasks: list[asyncio.Task[None]] = []
         self.runners: list[web.AppRunner] = []
         self.status_version = -1
         self.watches: list[Reflector] = []
-        self.mapping_failures_reported: frozenset[str] = frozenset()  # mappings a RenderFailed Event named
+        # Event reason -> the mappings a Warning Event named as failing that way
+        self.mapping_failures_reported: dict[str, frozenset[str]] = {}
         self.relisting: asyncio.Task[None] | None = None
         self.relist_at = 0.0
-        self.first_listing: dict[str, float] = {}  # kind -> end of kopf's first listing (moving)
+        self.first_listing_until: float | None = None  # end of kopf's first ConfigMap listing (moving)
 
     # --- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
         s = self.settings
         await self._serve()
         client = await load_api_client(s.kubeconfig, s.concurrency + 2)  # and the two watches
-        self.api = KubeApi(client, s.concurrency)
+        self.api = KubeApi(client, s.concurrency, self.health)
         await self._initial_sync()
         self.reconciler = Reconciler(self.world, self.api, s.workers)
         self.reconciler.start()
@@ -76,8 +81,11 @@ class Controller:
         self.tasks += [
             asyncio.create_task(self._status_loop(), name="overlay-status"),
             asyncio.create_task(self._resync_loop(), name="resync"),
+            asyncio.create_task(self._probe_loop(), name="health-probe"),
         ]
         self.ready = True
+        self.health.started = True
+        self.health.report()
         log.info(
             "started: %d KWOK nodes, %d overlays, %d managed slices, ConfigMap %s/%s %s",
             len(self.world.nodes),
@@ -114,17 +122,17 @@ class Controller:
                 functools.partial(self.world.missing, "slice"),
                 f"{LABEL_MANAGED_BY}={s.managed_by}",
             ),
+            Reflector(
+                self.api,
+                "overlay",
+                OVERLAYS_PATH,
+                self.on_overlay,
+                functools.partial(self.world.missing, "overlay"),
+                optional=True,  # the CRD may be deleted, or installed after us
+            ),
         ]
         for watch in self.watches:
             await watch.list()
-        try:
-            async for page, _ in self.api.list_pages(OVERLAYS_PATH):
-                for obj in page:
-                    self._overlay_event(None, obj)
-        except ApiError as exc:
-            if not exc.not_found:
-                raise
-            log.warning("the DRANodeOverlay CRD is not installed: overlays are ignored (install crds/)")
         path = f"/api/v1/namespaces/{s.configmap_namespace}/configmaps/{s.configmap_name}"
         try:
             cm = await self.api.request("GET", path, verb="get")
@@ -133,7 +141,7 @@ class Controller:
                 raise
             self.world.on_configmap("DELETED", {})
         else:
-            self._configmap_event(None, cm)
+            await self._configmap_event(None, cm)
         metrics.MANAGED_NODES.set(len(self.world.nodes))
         metrics.MANAGED_SLICES.set(len(self.world.slice_node))
 
@@ -142,18 +150,17 @@ class Controller:
         if nodes and self.reconciler is not None:
             self.reconciler.mark(nodes)
 
-    def _watch_event(self, kind: str, event_type: str | None) -> None:
-        """For the kinds kopf watches (the ConfigMap, overlays). kopf re-lists after a watch gap
-        (410 Gone once the apiserver has restarted, or after a long disconnection) with events of
-        type None, which report the objects that exist, never those deleted during the gap: soon
-        after one, check the API for what is gone. The first listing of each kind (a burst of such
-        events) follows our own initial sync: nothing missed."""
+    def _watch_event(self, event_type: str | None) -> None:
+        """For the ConfigMap, the one kind kopf watches. kopf re-lists after a watch gap (410 Gone
+        once the apiserver has restarted, or after a long disconnection) with events of type None,
+        which report an object that exists, never one deleted during the gap: soon after one,
+        check the API for whether it is gone. The first listing (a burst of such events) follows
+        our own initial sync: nothing missed."""
         if event_type is not None or not self.ready:
             return
         now = time.monotonic()
-        first_listing_until = self.first_listing.get(kind)
-        if first_listing_until is None or now < first_listing_until:
-            self.first_listing[kind] = now + 5.0
+        if self.first_listing_until is None or now < self.first_listing_until:
+            self.first_listing_until = now + 5.0
             return
         self.relist_at = now + 2.0  # once kopf's listing has flowed in
         if self.relisting is None or self.relisting.done():
@@ -169,29 +176,9 @@ class Controller:
             log.warning("re-listing after a watch gap failed (tried again at the next gap): %s", exc)
 
     async def relist(self) -> None:
-        """Forget the Nodes, slices, overlays and ConfigMap that the API no longer has."""
+        """Forget the ConfigMap if the API no longer has it (the Reflectors do this for the rest)."""
         assert self.api is not None
         s, world = self.settings, self.world
-        since = time.monotonic()
-        nodes, _ = await self.api.list_all(NODES_PATH)
-        for name in world.missing("node", (n["metadata"]["name"] for n in nodes), since):
-            log.info("node %s was deleted while a watch was down", name)
-            self.on_node("DELETED", {"metadata": {"name": name}})
-        since = time.monotonic()
-        slices, _ = await self.api.list_all(SLICES_PATH, label_selector=f"{LABEL_MANAGED_BY}={s.managed_by}")
-        for name in world.missing("slice", (i["metadata"]["name"] for i in slices), since):
-            log.info("slice %s was deleted while a watch was down", name)
-            self.on_slice("DELETED", {"metadata": {"name": name}})
-        since = time.monotonic()
-        try:
-            overlays, _ = await self.api.list_all(OVERLAYS_PATH)
-        except ApiError as exc:
-            if not exc.not_found:
-                raise
-            overlays = []
-        for name in world.missing("overlay", (o["metadata"]["name"] for o in overlays), since):
-            log.info("DRANodeOverlay %s was deleted while a watch was down", name)
-            self.on_overlay("DELETED", {"metadata": {"name": name}})
         since = time.monotonic()
         path = f"/api/v1/namespaces/{s.configmap_namespace}/configmaps/{s.configmap_name}"
         try:
@@ -201,7 +188,7 @@ class Controller:
                 raise
             if world.config.present and world.touched.get(("configmap", ""), 0.0) < since:
                 meta = {"name": s.configmap_name, "namespace": s.configmap_namespace}
-                self.on_configmap("DELETED", {"metadata": meta})
+                await self.on_configmap("DELETED", {"metadata": meta})
 
     def on_node(self, event_type: str | None, obj: Mapping[str, Any]) -> None:
         """A Node event from its Reflector (which lists again after a gap by itself)."""
@@ -213,12 +200,24 @@ class Controller:
         self._mark(self.world.on_slice(event_type, obj))
         metrics.MANAGED_SLICES.set(len(self.world.slice_node))
 
-    def on_configmap(self, event_type: str | None, obj: Mapping[str, Any]) -> None:
-        self._watch_event("configmap", event_type)
-        self._configmap_event(event_type, obj)
+    async def on_configmap(self, event_type: str | None, obj: Mapping[str, Any]) -> None:
+        self._watch_event(event_type)
+        await self._configmap_event(event_type, obj)
 
-    def _configmap_event(self, event_type: str | None, obj: Mapping[str, Any]) -> None:
-        changed, dirty = self.world.on_configmap(event_type, obj)
+    async def _configmap_event(self, event_type: str | None, obj: Mapping[str, Any]) -> None:
+        """A ConfigMap event. Its text is parsed only when it changed, and in a worker thread: a
+        1 MB config.yaml takes a while, during which nodes keep converging and probes answer."""
+        loaded = None
+        if event_type != "DELETED":
+            text, issues, same = self.world.configmap_text(obj)
+            if same:
+                return
+            config = None
+            if text is not None:
+                config, issues = await asyncio.to_thread(load_config_text, text)
+            loaded = (text, config, issues)
+        was_invalid = self.world.config.present and not self.world.config.valid
+        changed, dirty = self.world.on_configmap(event_type, obj, loaded)
         cfg = self.world.config
         if event_type == "DELETED":
             metrics.CONFIG_RELOADS.labels(source="configmap", result="deleted").inc()
@@ -242,14 +241,15 @@ class Controller:
                 log.warning("ConfigMap %s/%s: %s", self.settings.configmap_namespace, self.settings.configmap_name, w)
             if warns:
                 self._event(obj, "Warning", "ConfigurationWarnings", "; ".join(warns[:5]))
-            log.info("configuration loaded: %d mapping(s)", len(cfg.config.mappings) if cfg.config else 0)
+            count = len(cfg.config.mappings) if cfg.config else 0
+            log.info("configuration loaded: %d mapping(s)", count)
+            if was_invalid:
+                self._event(obj, "Normal", "ConfigurationValid", f"valid again: {count} mapping(s) in force")
         self._mark(dirty)
 
     def on_overlay(self, event_type: str | None, obj: Mapping[str, Any]) -> None:
-        self._watch_event("overlay", event_type)
-        self._overlay_event(event_type, obj)
-
-    def _overlay_event(self, event_type: str | None, obj: Mapping[str, Any]) -> None:
+        """An overlay event from its Reflector (which reports every overlay deleted while the CRD
+        is not served)."""
         changed, dirty = self.world.on_overlay(event_type, obj)
         name = (obj.get("metadata") or {}).get("name", "")
         state = self.world.overlays.get(name)
@@ -295,27 +295,40 @@ class Controller:
             except ApiError as exc:
                 log.warning("writing overlay status failed: %s", exc)
                 self.status_version = -1
+            except Exception:  # a bug must not stop status and Events for good
+                log.exception("computing overlay status failed")
+                self.status_version = -1
 
     async def _write_statuses(self) -> None:
         assert self.api is not None
+        world = self.world
         losses: dict[str, list[Any]] = {}
-        for conflicts in self.world.conflicts.values():
+        for conflicts in world.conflicts.values():
             for c in conflicts:
                 losses.setdefault(c.overlay, []).append(c)
         failures: dict[str, list[tuple[str, str]]] = {}
         mapping_failures: dict[str, list[tuple[str, str]]] = {}
-        for node, (sources, problem) in self.world.render_failures.items():
+        for node, (sources, problem) in world.render_failures.items():
             for source in sources:
                 kind, _, name = source.partition("/")
                 into = failures if kind == "overlay" else mapping_failures
                 into.setdefault(name, []).append((node, problem))
-        self._report_mapping_failures(mapping_failures)
+        publish: dict[str, list[tuple[str, str, str]]] = {}
+        mapping_publish: dict[str, dict[str, list[tuple[str, str]]]] = {}
+        for node, p in world.publish_problems.items():
+            for source in p.sources:
+                kind, _, name = source.partition("/")
+                if kind == "overlay":
+                    publish.setdefault(name, []).append((node, p.reason, p.message))
+                else:
+                    mapping_publish.setdefault(p.reason, {}).setdefault(name, []).append((node, p.message))
+        self._report_mapping_failures("RenderFailed", mapping_failures)
+        for reason in (PUBLISH_FAILED, FIELDS_DROPPED):
+            self._report_mapping_failures(reason, mapping_publish.get(reason, {}))
         now = _now()
-        for state in list(self.world.overlays.values()):
-            matched = 0
-            if state.rule is not None:
-                reqs = state.rule.requirements
-                matched = sum(1 for n in self.world.nodes.values() if requirements_match(reqs, n.labels))
+        for state in list(world.overlays.values()):
+            reqs = state.requirements
+            matched = 0 if reqs is None else sum(1 for n in world.nodes.values() if requirements_match(reqs, n.labels))
             status = overlay_status(
                 generation=state.generation,
                 valid=state.valid,
@@ -326,39 +339,59 @@ class Controller:
                 previous=state.status,
                 now=now,
                 render_failures=failures.get(state.name, ()),
+                publish_failures=publish.get(state.name, ()),
             )
             if same_status(status, state.status):
                 continue
+            previous = state.status  # the watch event of the write below may replace it meanwhile
             try:
                 await self.api.merge_patch(f"{OVERLAYS_PATH}/{state.name}/status", {"status": status}, verb="status")
             except ApiError as exc:
                 if exc.not_found:
                     continue
                 raise
+            overlay = {
+                "apiVersion": f"{OVERLAY_GROUP}/{OVERLAY_VERSION}",
+                "kind": OVERLAY_KIND,
+                "metadata": {"name": state.name, "uid": state.uid},
+            }
+            for type_, reason, message in status_events(previous, status):
+                (log.warning if type_ == "Warning" else log.info)(
+                    "DRANodeOverlay %s: %s: %s", state.name, reason, message
+                )
+                self._event(overlay, type_, reason, message)
             state.status = status
 
-    def _report_mapping_failures(self, failures: Mapping[str, list[tuple[str, str]]]) -> None:
-        """A ConfigMap has no status: a Warning Event `RenderFailed` on it when a mapping starts
-        failing to render for some node (once per new set of failing mappings, not per node)."""
+    def _report_mapping_failures(self, reason: str, failures: Mapping[str, list[tuple[str, str]]]) -> None:
+        """A ConfigMap has no status: a Warning Event on it (RenderFailed, PublishFailed,
+        FieldsDropped) when a mapping starts failing for some node (once per new set of failing
+        mappings, not per node), and a Normal one when none fails that way any more."""
         failing = frozenset(failures)
-        new = failing - self.mapping_failures_reported
-        self.mapping_failures_reported = failing
-        if not new:
-            return
+        before = self.mapping_failures_reported.get(reason, frozenset())
+        new = failing - before
+        self.mapping_failures_reported[reason] = failing
         s = self.settings
-        parts = []
-        for name in sorted(new):
-            node, problem = min(failures[name])
-            parts.append(
-                f"mapping {name}: cannot publish for {len(failures[name])} node(s), which keep what they had; "
-                f"node {node}: {problem}"
-            )
         cm = {
             "apiVersion": "v1",
             "kind": "ConfigMap",
             "metadata": {"name": s.configmap_name, "namespace": s.configmap_namespace, "uid": self.world.config.uid},
         }
-        self._event(cm, "Warning", "RenderFailed", "; ".join(parts))
+        if before and not failing:
+            self._event(cm, "Normal", f"{reason}Resolved", f"no mapping has {reason} any more")
+        if not new:
+            return
+        what = {
+            "RenderFailed": "cannot publish for",
+            PUBLISH_FAILED: "the apiserver rejected the slices of",
+            FIELDS_DROPPED: "the apiserver dropped fields of the slices of",
+        }[reason]
+        parts = []
+        for name in sorted(new):
+            node, problem = min(failures[name])
+            count = len(failures[name])
+            parts.append(f"mapping {name}: {what} {count} node(s), which keep what they had; node {node}: {problem}")
+        log.warning("ConfigMap %s/%s: %s", s.configmap_namespace, s.configmap_name, "; ".join(parts))
+        self._event(cm, "Warning", reason, "; ".join(parts))
 
     def _event(self, obj: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
         if self.api is None:
@@ -409,27 +442,67 @@ class Controller:
     # --- health and metrics --------------------------------------------------------------------
     async def _serve(self) -> None:
         s = self.settings
-        if s.health_port:
+        if s.health_port is not None:
             app = web.Application()
             app.router.add_get("/healthz", self._healthz)
             app.router.add_get("/readyz", self._readyz)
-            await self._start_app(app, s.health_port)
-        if s.metrics_port:
+            await self._start_app(app, s.health_port, "health")
+        if s.metrics_port is not None:
             app = web.Application()
             app.router.add_get("/metrics", self._metrics)
-            await self._start_app(app, s.metrics_port)
+            await self._start_app(app, s.metrics_port, "metrics")
 
-    async def _start_app(self, app: web.Application, port: int) -> None:
+    async def _start_app(self, app: web.Application, port: int, what: str) -> None:
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, self.settings.bind_address, port).start()
         self.runners.append(runner)
+        for address in runner.addresses:  # the port really bound: port 0 takes any free one
+            log.info("serving %s on port %d (%s)", what, address[1], address[0])
 
     async def _healthz(self, request: web.Request) -> web.Response:
         return web.Response(text="ok")
 
     async def _readyz(self, request: web.Request) -> web.Response:
-        return web.Response(text="ready" if self.ready else "starting", status=200 if self.ready else 503)
+        """Ready while the apiserver accepts our requests (see health.py); the body says why not."""
+        if self.health.idle_check_due() and (self.probing is None or self.probing.done()):
+            self.probing = asyncio.create_task(self._probe(), name="health-idle-check")
+            await asyncio.wait({self.probing}, timeout=2.0)
+        problem = self.health.problem
+        return web.Response(text=f"not ready: {problem}" if problem else "ready", status=503 if problem else 200)
+
+    async def _probe_loop(self) -> None:
+        while True:
+            await asyncio.sleep(PROBE_INTERVAL)
+            if self.health.needs_probe and (self.probing is None or self.probing.done()):
+                self.probing = asyncio.create_task(self._probe(), name="health-probe-once")
+                await asyncio.wait({self.probing})
+
+    async def _probe(self) -> None:
+        """Ask the apiserver whether each refused permission is granted now (any answer also
+        shows the credentials work and the apiserver is reachable). When one is, every node is
+        planned again, so writes that failed do not wait out their backoff."""
+        if self.api is None:
+            return
+        checks = list(self.health.forbidden) or [Permission("list", "", "nodes")]
+        granted = False
+        for perm in checks:
+            review = {
+                "apiVersion": "authorization.k8s.io/v1",
+                "kind": "SelfSubjectAccessReview",
+                "spec": {"resourceAttributes": perm.attributes()},
+            }
+            try:
+                answer = await self.api.post(
+                    "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", review, verb="review"
+                )
+            except ApiError:
+                return  # recorded by the API client: still not ready
+            if ((answer or {}).get("status") or {}).get("allowed") and perm in self.health.forbidden:
+                self.health.allowed(perm)
+                granted = True
+        if granted:
+            self._mark(self.world.all_nodes())
 
     async def _metrics(self, request: web.Request) -> web.Response:
         return web.Response(body=generate_latest(REGISTRY), headers={"Content-Type": METRICS_CONTENT_TYPE})
@@ -485,15 +558,11 @@ def build_registry(controller: Controller) -> kopf.OperatorRegistry:
     async def cleanup(**_: Any) -> None:
         await controller.stop()
 
-    @kopf.on.event(OVERLAY_GROUP, OVERLAY_VERSION, OVERLAY_PLURAL, registry=registry)
-    async def overlay_event(event: Mapping[str, Any], **_: Any) -> None:
-        controller.on_overlay(event.get("type"), event.get("object") or {})
-
     @kopf.on.event("v1", "configmaps", registry=registry)
     async def configmap_event(event: Mapping[str, Any], **_: Any) -> None:
         obj = event.get("object") or {}
         if (obj.get("metadata") or {}).get("name") == s.configmap_name:
-            controller.on_configmap(event.get("type"), obj)
+            await controller.on_configmap(event.get("type"), obj)
 
     return registry
 

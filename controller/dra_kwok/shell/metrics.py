@@ -27,3 +27,14 @@ CONFIG_RELOADS = Counter(
 )
 RESYNCS = Counter("dra_kwok_resyncs_total", "Periodic safety-net full resyncs.")
 WATCH_EVENTS = Counter("dra_kwok_watch_events_total", "Watch events received, by kind (node, slice).", ["kind"])
+READY = Gauge("dra_kwok_ready", "1 while /readyz says ready: the apiserver accepts the controller's requests.")
+NOT_READY = Gauge(
+    "dra_kwok_not_ready",
+    "1 for the reason the controller is not ready (starting, unauthorized, forbidden, unreachable).",
+    ["reason"],
+)
+PUBLISH_PROBLEMS = Counter(
+    "dra_kwok_publish_problems_total",
+    "Writes of a node's slices the apiserver rejected (rejected) or stored without some fields (fields_dropped).",
+    ["reason"],
+)

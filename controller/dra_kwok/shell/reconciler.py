@@ -14,17 +14,37 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from ..core.fingerprint import fingerprint
 from ..core.plan import Apply, Delete, NodePlan, ObservedSlice, PoolPlan
-from ..core.render import LABEL_MANAGED_BY, RenderError, content_of
+from ..core.published import dropped_fields
+from ..core.render import ANNOTATION_SOURCE, LABEL_MANAGED_BY, NodeSlices, RenderError, content_of
+from ..core.status import FIELDS_DROPPED, PUBLISH_FAILED
 from . import metrics
 from .api import SLICES_PATH, ApiError, KubeApi
-from .world import World
+from .world import PublishProblem, World
 
 log = logging.getLogger("dra_kwok.reconciler")
 
 BUCKET_SIZE = 10.0  # write rounds a node may use in a burst
 BUCKET_REFILL = 1.0  # rounds per second
 MAX_BACKOFF = 300.0
+REJECTED = frozenset({400, 422})  # the apiserver refuses the content itself: sending it again cannot help
+
+
+def _content_key(desired: NodeSlices | None) -> frozenset[tuple[str, str]]:
+    """What a node's desired slices contain, to recognise content the apiserver rejected."""
+    if desired is None:
+        return frozenset()
+    return frozenset((s.name, s.content_print or fingerprint(s.content)) for pool in desired.pools for s in pool.slices)
+
+
+def _sources(plan: NodePlan) -> tuple[str, ...]:
+    found = {
+        str(((a.manifest.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_SOURCE) or "")
+        for p in plan.pools
+        for a in p.applies
+    }
+    return tuple(sorted(found - {""}))
 
 
 class ForeignSlice(Exception):
@@ -115,13 +135,23 @@ class Reconciler:
         if plan.in_sync:
             metrics.RECONCILES.labels(result="in_sync").inc()
             self._published(name)
+            problem = world.publish_problems.get(name)
+            if problem is not None and problem.reason == PUBLISH_FAILED:  # what is published is wanted again
+                world.rejected.pop(name, None)
+                world.set_publish_problem(name, None)
             return
+        rejected = world.rejected.get(name)
+        if rejected is not None:
+            if rejected == _content_key(desired):
+                metrics.RECONCILES.labels(result="rejected").inc()
+                return  # the same content again: not resent until the configuration or node changes
+            del world.rejected[name]
         if not self._take_token(name):
             metrics.RECONCILES.labels(result="throttled").inc()
             self._later(name, 1.0 / BUCKET_REFILL)
             return
         try:
-            await self.execute(plan)
+            dropped = await self.execute(plan)
         except ForeignSlice as exc:
             metrics.RECONCILES.labels(result="error").inc()
             metrics.RECONCILE_ERRORS.labels(reason="foreign").inc()
@@ -135,10 +165,22 @@ class Reconciler:
             metrics.RECONCILE_ERRORS.labels(reason=f"api_{exc.status}").inc()
             level = logging.WARNING if exc.conflict or exc.status >= 500 else logging.ERROR
             log.log(level, "writing slices for node %s failed: %s", name, exc)
+            if exc.status in REJECTED:
+                # Rewriting would only bump the pool's generation again and again: keep what the
+                # apiserver accepted, say why where users look, and wait for a change.
+                metrics.PUBLISH_PROBLEMS.labels(reason="rejected").inc()
+                world.rejected[name] = _content_key(desired)
+                world.set_publish_problem(name, PublishProblem(PUBLISH_FAILED, _sources(plan), exc.message))
+                return
             self._backoff(name)
             return
         metrics.RECONCILES.labels(result="written").inc()
         self.budgets[name].failures = 0
+        if dropped:
+            metrics.PUBLISH_PROBLEMS.labels(reason="fields_dropped").inc()
+        world.set_publish_problem(
+            name, PublishProblem(FIELDS_DROPPED, _sources(plan), "; ".join(dropped)) if dropped else None
+        )
         # Re-plan once: if the writes converged, this finds the node in sync and records latency.
         self.mark([name])
 
@@ -167,16 +209,20 @@ class Reconciler:
         b.failures += 1
         self._later(name, min(MAX_BACKOFF, 0.5 * 2 ** min(b.failures, 10)))
 
-    async def execute(self, plan: NodePlan) -> None:
-        await asyncio.gather(*(self._execute_pool(p) for p in plan.pools))
+    async def execute(self, plan: NodePlan) -> list[str]:
+        """Carries out the plan; returns, per slice whose stored content lacks fields we sent,
+        a line naming the slice and those fields."""
+        found = await asyncio.gather(*(self._execute_pool(p) for p in plan.pools))
+        return [line for lines in found for line in lines]
 
-    async def _execute_pool(self, pool: PoolPlan) -> None:
+    async def _execute_pool(self, pool: PoolPlan) -> list[str]:
         for d in pool.pre_deletes:
             await self._delete(d)
-        await asyncio.gather(*(self._apply(a) for a in pool.applies))
+        dropped = await asyncio.gather(*(self._apply(a) for a in pool.applies))
         await asyncio.gather(*(self._delete(d) for d in pool.deletes))
+        return [line for line in dropped if line]
 
-    async def _apply(self, op: Apply) -> None:
+    async def _apply(self, op: Apply) -> str:
         manager = self.world.settings.field_manager
         try:
             # Unforced first: a 409 means another manager owns fields we set (someone edited the
@@ -188,9 +234,17 @@ class Reconciler:
             await self._not_foreign(op.name)
             result = await self.api.apply(SLICES_PATH, op.name, op.manifest, manager)
         metrics.API_WRITES.labels(verb="apply").inc()
-        observed = ObservedSlice.from_api(result, known=(content_of(op.manifest["spec"]), op.content_print))
+        sent = content_of(op.manifest["spec"])
+        observed = ObservedSlice.from_api(result, known=(sent, op.content_print))
         self.world.written[op.name] = (observed.resource_version, op.content_print)
         self.world.record_slice(observed, ours=True)
+        if observed.content_print == op.content_print:
+            return ""
+        dropped = dropped_fields(sent, content_of(result.get("spec") or {}))
+        if not dropped:
+            return ""
+        log.warning("the apiserver dropped fields of slice %s: %s", op.name, ", ".join(dropped))
+        return f"slice {op.name} lost {', '.join(dropped)}"
 
     async def _not_foreign(self, name: str) -> None:
         """A conflicting slice may be another installation's: DRANodeOverlays are cluster-wide, so

@@ -22,8 +22,8 @@ class Settings:
     managed_by: str = DEFAULT_MANAGED_BY
     field_manager: str = DEFAULT_FIELD_MANAGER
     owned_drivers: frozenset[str] = frozenset()
-    metrics_port: int = 8080  # 0 disables
-    health_port: int = 8081  # 0 disables
+    metrics_port: int | None = 8080  # None: not served; 0: any free port (logged)
+    health_port: int | None = 8081  # None: not served; 0: any free port (logged)
     bind_address: str = "0.0.0.0"
     log_format: str = "text"  # or "json"
     log_level: str = "INFO"
@@ -31,3 +31,4 @@ class Settings:
     workers: int = 32  # nodes reconciled at once; as many as `concurrency`, so one-slice nodes can use it all
     resync_seconds: float = 300.0  # safety-net full resync; writes nothing when nothing differs
     status_interval: float = 1.0  # overlay status is recomputed at most this often
+    unready_after: float = 30.0  # seconds without an answer from the apiserver before /readyz fails

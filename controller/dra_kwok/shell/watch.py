@@ -1,4 +1,4 @@
-"""A lean list+watch for the kinds that scale with the cluster: Nodes and our ResourceSlices.
+"""A lean list+watch for Nodes, our ResourceSlices and the DRANodeOverlays.
 
 kopf spends ~1 ms of CPU per watch event on machinery for change handlers, per-object workers and
 memories that event handlers do not need, and lists every kind again after our own initial sync.
@@ -8,6 +8,10 @@ After a watch gap the apiserver may answer 410 Gone: the collection is listed ag
 object the World holds but the listing lacks (and nothing has reported since the listing began) is
 reported DELETED, so a deletion during the gap is not missed. The World, not this watch, says what
 is held: it also knows the slices we have just written, whose watch events may not have come yet.
+
+A kind that may not be served (the DRANodeOverlay CRD, deleted or not installed yet) is `optional`:
+while the API answers 404 its objects count as deleted and it is listed again every few seconds,
+so a CRD created later takes effect without a restart.
 """
 
 from __future__ import annotations
@@ -30,10 +34,15 @@ Handler = Callable[[str | None, Mapping[str, Any]], None]
 Missing = Callable[[Iterable[str], float], list[str]]
 SERVER_TIMEOUT = 600  # seconds the apiserver keeps one watch open
 MAX_BACKOFF = 5.0  # a reconnect attempt costs nothing; after an outage, resume within seconds
+ABSENT_POLL = 2.0  # seconds between listings of an optional kind the API does not serve
 
 
 class Gone(Exception):
     """The resourceVersion is too old: list again."""
+
+
+class NotServed(Exception):
+    """The API answered 404 for the collection: its CRD is gone. List again (as absent)."""
 
 
 class Reflector:
@@ -47,6 +56,7 @@ class Reflector:
         handler: Handler,
         missing: Missing,
         label_selector: str | None = None,
+        optional: bool = False,
     ):
         self.api = api
         self.kind = kind
@@ -54,6 +64,8 @@ class Reflector:
         self.handler = handler
         self.missing = missing
         self.label_selector = label_selector
+        self.optional = optional
+        self.absent = False  # an optional kind the API answered 404 for at the last listing
         self.resource_version = ""
         self.events_counter = metrics.WATCH_EVENTS.labels(kind=kind)  # looked up once, not per event
 
@@ -69,15 +81,40 @@ class Reflector:
         since = time.monotonic()
         listed: list[str] = []
         version = ""
-        async for items, page_version in self.api.list_pages(self.path, label_selector=self.label_selector):
-            version = page_version
-            for obj in items:
-                listed.append(_name(obj))
-                self._deliver(None, obj)
+        try:
+            async for items, page_version in self.api.list_pages(self.path, label_selector=self.label_selector):
+                version = page_version
+                for obj in items:
+                    listed.append(_name(obj))
+                    self._deliver(None, obj)
+        except ApiError as exc:
+            if not (exc.not_found and self.optional):
+                raise
+            self._not_served(since)
+            return
+        if self.absent:
+            self.absent = False
+            log.warning("%s: the API serves %s again; its objects take effect", self.kind, self.path)
         for name in self.missing(listed, since):
             log.info("%s %s was deleted while the watch was down", self.kind, name)
             self._deliver("DELETED", {"metadata": {"name": name}})
         self.resource_version = version  # only once complete: a failed listing is started again
+
+    def _not_served(self, since: float) -> None:
+        """The kind is not served (404): everything held of it is gone; said once per transition."""
+        if not self.absent:
+            self.absent = True
+            log.warning(
+                "%s: the API does not serve %s (its CRD is not installed or was deleted): every %s counts "
+                "as absent until it is served again (checked every %.0fs)",
+                self.kind,
+                self.path,
+                self.kind,
+                ABSENT_POLL,
+            )
+        for name in self.missing([], since):
+            self._deliver("DELETED", {"metadata": {"name": name}})
+        self.resource_version = ""
 
     async def run(self) -> None:
         """Watches from the last listing on, for ever; lists again after 410 Gone."""
@@ -86,11 +123,16 @@ class Reflector:
             try:
                 if not self.resource_version:
                     await self.list()
+                if self.absent:
+                    await asyncio.sleep(ABSENT_POLL)
+                    continue
                 await self._watch()
                 failures = 0
             except Gone:
                 log.info("watch of %s expired (410 Gone): listing again", self.kind)
                 self.resource_version = ""
+            except NotServed:
+                self.resource_version = ""  # the next listing tells whether it is gone for good
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -111,6 +153,8 @@ class Reflector:
         async with self.api.stream(self.path, query, timeout=SERVER_TIMEOUT + 60) as resp:
             if resp.status == 410:
                 raise Gone()
+            if resp.status == 404 and self.optional:
+                raise NotServed()
             if resp.status != 200:
                 raise ApiError(resp.status, resp.reason or "", (await resp.read()).decode()[:500])
             buffer = b""

@@ -15,10 +15,12 @@ from typing import Any
 
 from ..core.config import EMPTY_CONFIG, FallbackConfig, config_text_from_configmap, load_config_text
 from ..core.issues import Issue, errors
+from ..core.models import Requirement
 from ..core.overlay import OverlayRule, load_overlay
 from ..core.plan import NodePlan, ObservedSlice, plan_node
 from ..core.render import NodeRef, NodeSlices, RenderError, render
 from ..core.resolve import Conflict, Resolution, order_overlays, resolve
+from ..core.status import matchable_requirements
 from .settings import Settings
 
 log = logging.getLogger("dra_kwok.world")
@@ -34,6 +36,16 @@ class NodeRecord:
     latency_pending: bool = True
 
 
+@dataclass(frozen=True, slots=True)
+class PublishProblem:
+    """The apiserver rejected a node's slices (PublishFailed) or dropped fields of them
+    (FieldsDropped); `sources` are the pools' sources, `message` names the slice and the fields."""
+
+    reason: str
+    sources: tuple[str, ...]
+    message: str
+
+
 @dataclass(slots=True)
 class OverlayState:
     """An overlay as last seen, with the last spec that validated."""
@@ -47,6 +59,8 @@ class OverlayState:
     valid: bool  # whether the current generation validated
     applied_generation: int = 0  # the generation `rule` came from
     warned_generation: int = 0
+    # the current generation's requirements when well-formed (valid spec or not), for NODES
+    requirements: tuple[Requirement, ...] | None = None
 
 
 @dataclass(slots=True)
@@ -58,6 +72,7 @@ class ConfigState:
     valid: bool = True
     uid: str = ""
     warned_version: str = ""
+    text: str | None = None  # the config.yaml text last loaded (valid or not)
 
 
 def _older(event: ObservedSlice, held: ObservedSlice) -> bool:
@@ -77,10 +92,13 @@ class World:
         self.slices: dict[str, dict[str, ObservedSlice]] = {}  # node -> slice name -> slice
         self.slice_node: dict[str, str] = {}
         self.written: dict[str, tuple[str, str]] = {}  # slice -> (resourceVersion, content print) of our write
-        self.drivers_seen: set[str] = set(settings.owned_drivers)
         self.conflicts: dict[str, tuple[Conflict, ...]] = {}
         # node -> (sources whose templates do not fit it, the first problem): shown in overlay status
         self.render_failures: dict[str, tuple[tuple[str, ...], str]] = {}
+        # node -> what the apiserver did to its last write, when it was not what we sent
+        self.publish_problems: dict[str, PublishProblem] = {}
+        # node -> the content (slice name, fingerprint) the apiserver rejected: not sent again
+        self.rejected: dict[str, frozenset[tuple[str, str]]] = {}
         self.version = 0  # bumped on any change relevant to overlay status
         # (kind, name) -> monotonic time of the object's last event, to tell what a re-list misses
         self.touched: dict[tuple[str, str], float] = {}
@@ -113,6 +131,8 @@ class World:
                 self.version += 1
             self.conflicts.pop(name, None)
             self._rendered(name)
+            self.set_publish_problem(name, None)
+            self.rejected.pop(name, None)
             return [name] if name in self.slices else []
         labels = dict(meta.get("labels") or {})
         kwok = self.settings.kwok_nodes.matches(labels, meta.get("annotations") or {})
@@ -137,8 +157,29 @@ class World:
         return [name]
 
     # --- configuration -----------------------------------------------------------------------
-    def on_configmap(self, event_type: str | None, obj: Mapping[str, Any]) -> tuple[bool, list[str]]:
-        """Returns (whether the effective configuration changed, dirty nodes)."""
+    def configmap_text(self, obj: Mapping[str, Any]) -> tuple[str | None, list[Issue], bool]:
+        """The ConfigMap's configuration text, the problems reading it, and whether it is what was
+        loaded last (a metadata-only change, a relisting): then there is nothing to parse again."""
+        meta = obj.get("metadata") or {}
+        rv = meta.get("resourceVersion", "")
+        cfg = self.config
+        if cfg.present and rv == cfg.resource_version:
+            return None, [], True
+        text, issues = config_text_from_configmap(obj, self.settings.configmap_key)
+        if cfg.present and text is not None and text == cfg.text:
+            cfg.resource_version, cfg.uid = rv, meta.get("uid", "")
+            self.touch("configmap", "")
+            return text, issues, True
+        return text, issues, False
+
+    def on_configmap(
+        self,
+        event_type: str | None,
+        obj: Mapping[str, Any],
+        loaded: tuple[str | None, FallbackConfig | None, list[Issue]] | None = None,
+    ) -> tuple[bool, list[str]]:
+        """Returns (whether the effective configuration changed, dirty nodes). `loaded`, the text,
+        config and issues when the caller parsed them already (off the event loop)."""
         meta = obj.get("metadata") or {}
         self.touch("configmap", "", event_type == "DELETED")
         if event_type == "DELETED":
@@ -150,22 +191,25 @@ class World:
             )
             return True, self.all_nodes()
         rv = meta.get("resourceVersion", "")
-        if self.config.present and rv == self.config.resource_version:
-            return False, []
-        text, issues = config_text_from_configmap(obj, self.settings.configmap_key)
-        loaded: FallbackConfig | None = None
-        if text is not None:
-            loaded, issues = load_config_text(text)
+        if loaded is None:
+            text, issues, same = self.configmap_text(obj)
+            if same:
+                return False, []
+            config: FallbackConfig | None = None
+            if text is not None:
+                config, issues = load_config_text(text)
+        else:
+            text, config, issues = loaded
         self.config.present = True
         self.config.resource_version = rv
         self.config.uid = meta.get("uid", "")
         self.config.issues = issues
-        if loaded is None:
+        self.config.text = text
+        if config is None:
             self.config.valid = False
             return False, []
         self.config.valid = True
-        self.config.config = loaded
-        self.drivers_seen |= loaded.drivers
+        self.config.config = config
         return True, self.all_nodes()
 
     def on_overlay(self, event_type: str | None, obj: Mapping[str, Any]) -> tuple[bool, list[str]]:
@@ -193,11 +237,11 @@ class World:
             state = OverlayState(name, uid, generation, None, issues, status, rule is not None)
             self.overlays[name] = state
         state.generation, state.issues, state.status, state.valid = generation, issues, status, rule is not None
+        state.requirements = rule.requirements if rule is not None else matchable_requirements(obj.get("spec"))
         if rule is None:
             return False, []
         state.rule = rule
         state.applied_generation = generation
-        self.drivers_seen |= rule.drivers
         self._reorder()
         return True, self.all_nodes()
 
@@ -300,6 +344,15 @@ class World:
         self._rendered(name)
         return rendered
 
+    def set_publish_problem(self, name: str, problem: PublishProblem | None) -> None:
+        if self.publish_problems.get(name) == problem:
+            return
+        if problem is None:
+            del self.publish_problems[name]
+        else:
+            self.publish_problems[name] = problem
+        self.version += 1
+
     def _rendered(self, name: str) -> None:
         """`name` no longer fails to render (rendered, gone, or given nothing)."""
         if self.render_failures.pop(name, None) is not None:
@@ -314,19 +367,13 @@ class World:
         out |= {f"overlay/{s.name}" for s in self.overlays.values() if s.rule is None}
         return frozenset(out)
 
-    def owned_drivers(self) -> frozenset[str]:
-        return frozenset(self.drivers_seen)
-
     def plan(self, name: str, desired: NodeSlices | None) -> NodePlan:
-        observed = list(self.slices.get(name, {}).values())
-        owned = self.owned_drivers()
-        foreign = [o for o in observed if o.driver not in owned]
-        for o in foreign:
-            log.warning("slice %s has our label but driver %s is not one of ours; leaving it alone", o.name, o.driver)
+        """A slice carrying this installation's managed-by label is ours whatever driver it names
+        (a deleted overlay's, a renamed driver's): one that nothing desires any more is deleted."""
         return plan_node(
             name,
             desired,
-            [o for o in observed if o.driver in owned],
+            self.slices.get(name, {}).values(),
             self.settings.managed_by,
             self.written,
             self.protected_sources(),

@@ -7,7 +7,7 @@ from typing import Any
 
 from dra_kwok.core.issues import Issue, Severity
 from dra_kwok.core.resolve import Conflict
-from dra_kwok.core.status import MAX_MESSAGE, overlay_status, same_status
+from dra_kwok.core.status import MAX_MESSAGE, matchable_requirements, overlay_status, same_status, status_events
 
 T0, T1 = "2026-11-22T10:00:00Z", "2026-11-22T11:00:00Z"
 
@@ -101,3 +101,59 @@ def test_same_status_ignores_only_timestamps() -> None:
 def test_messages_are_bounded() -> None:
     cond = ready(status(render_failures=[("n", "x" * 5000)]))
     assert len(cond["message"]) == MAX_MESSAGE
+
+
+# --- publish failures, Events from status transitions, NODES of invalid overlays --------------
+def test_rejected_slices_make_ready_false_publish_failed_before_dropped_fields() -> None:
+    st = status(
+        publish_failures=[
+            ("node-b", "FieldsDropped", "slice x lost spec.devices[0].bindingConditions"),
+            ("node-a", "PublishFailed", 'ResourceSlice "a" is invalid: spec.devices[0].name: refused'),
+        ]
+    )
+    r = ready(st)
+    assert (r["status"], r["reason"]) == ("False", "PublishFailed")
+    assert r["message"].startswith("the apiserver rejected the slices of 1 of 4 matched node(s); node node-a: ")
+    assert "spec.devices[0].name: refused" in r["message"]
+
+
+def test_dropped_fields_name_the_fields_and_the_likely_cause() -> None:
+    r = ready(status(publish_failures=[("n", "FieldsDropped", "slice n-devices lost spec.devices[0].taints")]))
+    assert r["reason"] == "FieldsDropped"
+    assert "a feature gate off" in r["message"] and "spec.devices[0].taints" in r["message"]
+
+
+def test_an_invalid_spec_still_wins_over_publish_failures() -> None:
+    st = status(valid=False, issues=[Issue(("spec",), "broken")], publish_failures=[("n", "PublishFailed", "x")])
+    assert ready(st)["reason"] == "InvalidSpec"
+
+
+def test_status_events_announce_entering_and_leaving_trouble_once() -> None:
+    applied = status()
+    conflicted = status(conflicts=[Conflict("a", "d.example.com", "b", 10)], previous=applied)
+    failing = status(publish_failures=[("n1", "PublishFailed", "refused")], previous=applied)
+    invalid = status(valid=False, issues=[Issue(("spec",), "broken")], previous=applied)
+    assert status_events(None, applied) == []
+    assert status_events(applied, applied) == []
+    (warning,) = status_events(applied, conflicted)
+    assert warning[:2] == ("Warning", "Conflict") and "overlay b" in warning[2]
+    assert status_events(conflicted, conflicted) == []
+    assert status_events(conflicted, applied) == [
+        ("Normal", "ConflictResolved", "no longer loses any node to an overlay of equal weight")
+    ]
+    assert [e[:2] for e in status_events(applied, failing)] == [("Warning", "PublishFailed")]
+    assert [e[:2] for e in status_events(failing, applied)] == [("Normal", "Published")]
+    assert status_events(applied, invalid) == [], "InvalidSpec has its own Event when the spec is loaded"
+    assert [e[:2] for e in status_events(invalid, applied)] == [("Normal", "SpecValid")]
+    assert [e[:2] for e in status_events(invalid, failing)] == [("Normal", "SpecValid"), ("Warning", "PublishFailed")]
+
+
+def test_matchable_requirements_reads_well_formed_requirements_of_any_spec() -> None:
+    reqs = matchable_requirements(
+        {"requirements": [{"key": "a", "operator": "In", "values": ["x"]}], "resourceSlices": "broken"}
+    )
+    assert reqs is not None and [r.key for r in reqs] == ["a"]
+    assert matchable_requirements({"requirements": [{"key": "a", "operator": "Sometimes"}]}) is None
+    assert matchable_requirements({"requirements": "a"}) is None
+    assert matchable_requirements(None) is None
+    assert matchable_requirements({"requirements": []}) == ()

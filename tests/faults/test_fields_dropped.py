@@ -1,0 +1,70 @@
+"""An apiserver that drops fields of a feature it does not enable answers 200 with the fields
+gone. On a cluster of its own with `DRADeviceBindingConditions=false`, a template with binding
+conditions is published without them: the overlay says FieldsDropped (naming the fields), a
+Warning Event and a metric count it, and the pool is not rewritten in a loop."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.faults.support import events, ready_condition
+from tests.integration.conftest import CRD_FILE, Scenario
+from tests.support.cluster import Cleanup, Cluster, running_cluster
+from tests.support.wait import wait_until
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def gated_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    with running_cluster(tmp_path_factory.mktemp("gated"), feature_gates="DRADeviceBindingConditions=false") as c:
+        c.kubectl("apply", "--server-side", "-f", str(CRD_FILE))
+        c.kubectl("wait", "--for=condition=Established", "crd/dranodeoverlays.test.karpenter.sh", "--timeout=30s")
+        yield c
+
+
+def test_fields_the_apiserver_drops_are_reported_not_rewritten(gated_cluster: Cluster, tmp_path: Path) -> None:
+    namespace = f"gated-{secrets.token_hex(4)}"
+    gated_cluster.kubectl("create", "namespace", namespace)
+    scenario = Scenario(gated_cluster, namespace, Cleanup(gated_cluster), tmp_path)
+    node = scenario.unique("kwok")
+    scenario.node(node)
+    overlay = scenario.unique("binding")
+    device = {
+        "name": "gpu",
+        "count": 2,
+        "bindsToNode": True,
+        "bindingConditions": ["dra.example.com/attached"],
+        "bindingFailureConditions": ["dra.example.com/failed"],
+    }
+    scenario.overlay(overlay, scenario.overlay_spec([device]))
+    with scenario.controller() as ctl:
+        ready = wait_until(
+            lambda: r if (r := ready_condition(gated_cluster, overlay)) and r["reason"] == "FieldsDropped" else None,
+            timeout=30,
+            what="Ready=False FieldsDropped",
+            describe=ctl.log,
+        )
+        assert ready["status"] == "False"
+        assert "spec.devices[0].bindingConditions" in ready["message"], ready["message"]
+        assert node in ready["message"]
+        stored = scenario.slices(node)
+        assert len(stored) == 1 and len(stored[0]["spec"]["devices"]) == 2, "the rest is published"
+        assert "bindingConditions" not in stored[0]["spec"]["devices"][0]
+        found = wait_until(
+            lambda: events(gated_cluster, "default", "FieldsDropped", overlay) or None,
+            timeout=20,
+            what="a FieldsDropped Event",
+        )
+        assert found[-1]["type"] == "Warning"
+        assert ctl.metric('dra_kwok_publish_problems_total{reason="fields_dropped"}') >= 1
+        writes = ctl.writes()
+        time.sleep(5)
+        assert ctl.writes() == writes, "the pool is not rewritten in a loop"
+        generation = scenario.slices(node)[0]["spec"]["pool"]["generation"]
+        assert generation == stored[0]["spec"]["pool"]["generation"]
