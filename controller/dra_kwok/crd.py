@@ -90,12 +90,11 @@ SEMVER_RE: Final = (
     r"(\+([0-9a-zA-Z-]+(\.[0-9a-zA-Z-]+)*))?$"
 )
 # `core.quantity.parse`, which reads quantities as the apiserver does: a decimal number with an
-# optional binary, decimal or exponent suffix, in the white space JSON decoding trims (Go's
-# unicode.IsSpace, written out: RE2's \s is ASCII only, Python's wider). A number without a digit
-# ("+", ".", "Gi") is read as 0 where Go's fast path takes it: decimal suffixes, Ki to Ti, and
-# exponents of -9 or more. Exponents beyond int64 (or whose int32 cast is below -9 for a number
-# without a digit) match but are refused by the controller (Ready=False/InvalidSpec).
-_GO_SPACE = "[\t\n\v\f\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+# optional binary, decimal or exponent suffix, between the spaces JSON decoding trims. A number
+# without a digit ("+", ".", "Gi") is read as 0 where Go's fast path takes it: decimal suffixes,
+# Ki to Ti, and exponents of -9 or more. Exponents beyond int64 (or whose int32 cast is below -9
+# for a number without a digit) match but are refused by the controller (Ready=False/InvalidSpec).
+_GO_SPACE = " "
 _QUANTITY_SUFFIX = r"(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|[eE][+-]?[0-9]+)"
 _DIGITLESS_SUFFIX = r"(Ki|Mi|Gi|Ti|n|u|m|k|M|G|T|P|E|[eE]\+?[0-9]+|[eE]-0*[0-9])"
 QUANTITY_RE: Final = (

@@ -2,7 +2,7 @@
 
 `parse` re-states `ParseQuantity` and `Quantity.String()` of k8s.io/apimachinery/pkg/api/resource
 (quantity.go, suffix.go, amount.go): the same strings are accepted (every suffix from `n` to `Ei`,
-decimal exponents, signs, the whitespace `UnmarshalJSON` trims, even the number-less `Gi` that it
+decimal exponents, signs, the spaces `UnmarshalJSON` trims, even the number-less `Gi` that it
 reads as 0), the same are refused, the value is rounded up to 1n and binary values are capped at
 2^63-1 as there, and `canonical` is the string the apiserver stores. The apiserver stores
 quantities in that canonical form ("1000m" becomes "1"), so comparing what we wrote with what we
@@ -29,9 +29,11 @@ class Format(StrEnum):
     DECIMAL_SI = "DecimalSI"  # 12M
 
 
-# What Go's strings.TrimSpace removes (unicode.IsSpace); Python's str.strip() removes more.
-GO_SPACE = "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
-GO_SPACE += "\u2028\u2029\u202f\u205f\u3000"
+# Quantity.UnmarshalJSON trims white space (Go's strings.TrimSpace) off the raw JSON string,
+# before any JSON escape is decoded: a tab or a no-break space arrives as `\t` or `\u00a0`
+# (JSON encoders escape them; Python's always, Go's for control characters) and is not trimmed,
+# so only the plain space is reliably trimmed, whoever sends the object.
+GO_SPACE = " "
 
 _DECIMAL_SUFFIXES = {"n": -9, "u": -6, "m": -3, "": 0, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
 _BINARY_SUFFIXES = {"Ki": 10, "Mi": 20, "Gi": 30, "Ti": 40, "Pi": 50, "Ei": 60}

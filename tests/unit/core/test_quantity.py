@@ -57,9 +57,9 @@ NOT_A_QUANTITY = "{!r} is not a quantity (examples: 16Gi, 80G, 500m, 100n, 1e3, 
         ("9223372036854775807Ki", Decimal(2**63 - 1)),
         ("0.000000000001Ki", Decimal("2e-9")),
         ("100.035Ki", Decimal("102435.84")),
-        # JSON decoding trims white space
+        # JSON decoding trims spaces
         (" 16Gi", Decimal(16 * 2**30)),
-        ("1\t", Decimal(1)),
+        ("1  ", Decimal(1)),
         # the scanner reads a missing number as 0
         ("Gi", Decimal(0)),
         ("+", Decimal(0)),
@@ -78,7 +78,9 @@ def test_parses_what_the_apiserver_parses(text: str, value: Decimal) -> None:
     # Go's invalid table, then the scanner's and the suffixes' limits
     ["1.1.M", "1+1.0M", "0.1mi", "0.1am", "aoeu", ".5i", "1i", "-3.01i", "-3.01e-"]
     + ["", " ", "16 Gi", "16gi", "16GB", "1.2.3", "1e", "0x10", "1Ki1", "--1", "1K", "1ee3", "1e+", "1e1.5"]
-    + ["Pi", "Ei", "e-10", "1e99999999999999999999", "\x1c1"],
+    + ["Pi", "Ei", "e-10", "1e99999999999999999999", "\x1c1"]
+    # other white space reaches the apiserver JSON-escaped (\t, \u00a0), and is not trimmed
+    + ["1\t", "\t1", "\n1", "\xa01", "1\u3000"],
 )
 def test_refuses_what_the_apiserver_refuses(text: str) -> None:
     with pytest.raises(ValueError) as caught:
