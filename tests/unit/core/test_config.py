@@ -117,9 +117,10 @@ class TestYamlAndShapes:
     @pytest.mark.parametrize(
         ("text", "where", "problem"),
         [
-            ("driver: gpu.example.com\nmappings:\n  - name: [unclosed\n", "line 4, column 1", "expected ',' or ']'"),
-            ("driver: a\n\tmappings: []\n", "line 2, column 1", "found character '\\t' that cannot start any token"),
-            ("a: b: c\n", "line 1, column 5", "mapping values are not allowed here"),
+            # libyaml's words (the loader is PyYAML's C one)
+            ("driver: gpu.example.com\nmappings:\n  - name: [unclosed\n", "line 4, column 1", "did not find expected ','"),
+            ("driver: a\n\tmappings: []\n", "line 2, column 1", "found a tab character that violates indentation"),
+            ("a: b: c\n", "line 1, column 5", "mapping values are not allowed in this context"),
         ],
     )
     def test_broken_yaml_is_one_error_naming_line_and_column(self, text: str, where: str, problem: str) -> None:
@@ -737,3 +738,24 @@ def test_issue_str_names_path_value_and_fix() -> None:
 
 def test_fallback_config_defaults_to_no_mappings() -> None:
     assert FallbackConfig().mappings == () and FallbackConfig().drivers == frozenset()
+
+
+@pytest.mark.parametrize(
+    ("value", "warning"),
+    [
+        ("Gi", "'Gi' has no number: the apiserver reads it as 0"),
+        ("1000E", "'1000E' is stored by the apiserver as '1', a different value"),
+        ("0.1n", "'0.1n' is stored by the apiserver as '1n', a different value"),
+    ],
+)
+def test_quantities_the_apiserver_stores_differently_are_warned_about(value: str, warning: str) -> None:
+    cfg, issues = load_config_data(config_with_devices(device(capacity={"memory": value})))
+    assert cfg is not None
+    (issue,) = issues
+    assert (format_path(issue.path), issue.message, issue.is_error) == (f"{DEV0}.capacity.memory.value", warning, False)
+
+
+def test_quantities_the_apiserver_accepts_load(quantity: str = "100n") -> None:
+    for value in ("100n", "5u", "1e3", "+1", " 16Gi "):
+        cfg, issues = load_config_data(config_with_devices(device(capacity={"memory": value})))
+        assert cfg is not None and issues == [], value

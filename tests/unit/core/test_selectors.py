@@ -5,7 +5,13 @@ from typing import Any
 import pytest
 
 from dra_kwok.core.models import LabelSelector, Requirement
-from dra_kwok.core.selectors import requirement_matches, requirements_match, selector_matches
+from dra_kwok.core.selectors import (
+    first_failing_requirement,
+    first_failing_selector_term,
+    requirement_matches,
+    requirements_match,
+    selector_matches,
+)
 
 LABELS = {"type": "kwok", "node.kubernetes.io/instance-type": "g5.48xlarge", "gpus": "8"}
 
@@ -94,3 +100,53 @@ class TestRequirements:
         assert requirements_match(both, LABELS)
         assert not requirements_match((*both, req("zone", "Exists")), LABELS)
         assert requirements_match((), {})
+
+
+# --- why a node does not match (dra-kwok render) ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("reqs", "why"),
+    [
+        ((req("type", "Exists"), req("gpus", "Gt", "4")), None),
+        (
+            (req("type", "Exists"), req("gpus", "Gt", "8"), req("zone", "Exists")),
+            "requirement gpus Gt ['8'] fails: the node has gpus='8'",
+        ),
+        ((req("zone", "In", "a"),), "requirement zone In ['a'] fails: the node has no label zone"),
+        ((req("type", "DoesNotExist"),), "requirement type DoesNotExist fails: the node has type='kwok'"),
+        ((), None),
+    ],
+)
+def test_the_first_failing_requirement_is_named_with_the_node_value(
+    reqs: tuple[Requirement, ...], why: str | None
+) -> None:
+    assert first_failing_requirement(reqs, LABELS) == why
+    assert (why is None) == requirements_match(reqs, LABELS)
+
+
+@pytest.mark.parametrize(
+    ("raw", "why"),
+    [
+        ({"matchLabels": {"type": "kwok"}}, None),
+        (
+            {"matchLabels": {"type": "kwok", "node.kubernetes.io/instance-type": "m5"}},
+            "matchLabels node.kubernetes.io/instance-type=m5 fails: "
+            "the node has node.kubernetes.io/instance-type='g5.48xlarge'",
+        ),
+        (
+            {
+                "matchLabels": {"type": "kwok"},
+                "matchExpressions": [{"key": "gpus", "operator": "NotIn", "values": ["8"]}],
+            },
+            "matchExpressions gpus NotIn ['8'] fails: the node has gpus='8'",
+        ),
+        (
+            {"matchExpressions": [{"key": "zone", "operator": "Exists"}]},
+            "matchExpressions zone Exists fails: the node has no label zone",
+        ),
+    ],
+)
+def test_the_first_failing_selector_term_is_named(raw: dict[str, Any], why: str | None) -> None:
+    assert first_failing_selector_term(selector(**raw), LABELS) == why
+    assert (why is None) == selector_matches(selector(**raw), LABELS)
