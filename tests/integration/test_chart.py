@@ -33,9 +33,10 @@ import yaml
 
 from dra_kwok.core.config import load_config_text
 from dra_kwok.core.issues import errors
-from tests.support.chart import CHART, Helm, Release, container_env, find, local_argv
+from tests.support.chart import CHART, Helm, Release, container_env, find
 from tests.support.cluster import Cleanup, Cluster, KubectlError, kwok_node
 from tests.support.controller import ControllerProcess, free_port
+from tests.support.pod import Image, PodContainer
 from tests.support.wait import wait_until
 
 EXAMPLES = sorted((CHART / "examples").glob("*.yaml"))
@@ -418,43 +419,42 @@ def test_chart_rbac_lets_the_controller_do_its_whole_job_and_nothing_more(
 
 
 def run_hook_pod_as_kubelet(cluster: Cluster, namespace: str, job_name: str, workdir: Path) -> str:
-    """Plays the kubelet for the hook Job's (unschedulable, hence Pending) pod: runs its container's
-    exact command, args and environment locally with a token of the pod's ServiceAccount, then
-    reports the exit code in the pod's status, as a kubelet would. The Job controller (the real
-    kube-controller-manager) then completes or fails the Job, and Helm's wait on it goes on.
-    Returns the command's output."""
+    """Plays the kubelet for the hook Job's (unschedulable, hence Pending) pod: runs its container
+    as the image and the pod describe it (tests/support/pod.py: in-cluster configuration from a
+    token bound to the pod, uid 65532, read-only root filesystem, the pod's command, args and env),
+    then reports the exit code in the pod's status, as a kubelet would. The Job controller (the
+    real kube-controller-manager) then completes or fails the Job, and Helm's wait on it goes on.
+    Returns the container's output."""
     job = wait_until(
         lambda: cluster.get_json("job", job_name, "-n", namespace),
         timeout=TIMEOUT,
         what=f"the post-delete hook Job {job_name}",
     )
-    spec = job["spec"]["template"]["spec"]
-    assert spec["nodeSelector"] == NO_NODE
-    (container,) = spec["containers"]
+    assert job["spec"]["template"]["spec"]["nodeSelector"] == NO_NODE
     pod = wait_until(
         lambda: (cluster.get_json("pods", "-n", namespace, "-l", f"job-name={job_name}")["items"] or [None])[0],
         timeout=TIMEOUT,
         what=f"the pod of Job {job_name}",
     )
     assert pod["status"]["phase"] == "Pending" and not pod["spec"].get("nodeName"), pod["status"]
-    kubeconfig = cluster.service_account_kubeconfig(namespace, spec["serviceAccountName"], workdir / "hook.kubeconfig")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DRA_KWOK_") and k != "KUBECONFIG"}
-    env.update(container_env(container), KUBECONFIG=str(kubeconfig))
+    (workdir := workdir / "hook-pod").mkdir()
     started = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    proc = subprocess.run(local_argv(container), env=env, capture_output=True, text=True, timeout=120, check=False)
+    container = PodContainer(cluster, pod, Image.from_dockerfile(), workdir).start()
+    report = container.wait(timeout=120)
     finished = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    code = report["exit_code"]
     terminated = {
-        "exitCode": proc.returncode,
-        "reason": "Completed" if proc.returncode == 0 else "Error",
+        "exitCode": code,
+        "reason": "Completed" if code == 0 else "Error",
         "startedAt": started,
         "finishedAt": finished,
     }
     status = {
-        "phase": "Succeeded" if proc.returncode == 0 else "Failed",
+        "phase": "Succeeded" if code == 0 else "Failed",
         "containerStatuses": [
             {
-                "name": container["name"],
-                "image": container["image"],
+                "name": container.container["name"],
+                "image": container.container["image"],
                 "imageID": "",
                 "ready": False,
                 "restartCount": 0,
@@ -467,8 +467,10 @@ def run_hook_pod_as_kubelet(cluster: Cluster, namespace: str, job_name: str, wor
         "patch", "pod", pod["metadata"]["name"], "-n", namespace, "--subresource=status", "--type=merge",
         "-p", json.dumps({"status": status}),
     )  # fmt: skip
-    output = proc.stdout + proc.stderr
-    assert proc.returncode == 0, f"{container['command']} {container.get('args')} exited {proc.returncode}:\n{output}"
+    output = container.log()
+    assert code == 0, f"{container.spec['argv']} exited {code}:\n{output}"
+    assert report["written"] == [], f"the hook wrote {report['written']}"
+    assert container.spec["argv"] == ["dra-kwok", "cleanup"] and "KUBECONFIG" not in container.spec["env"]
     return output
 
 

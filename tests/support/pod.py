@@ -440,6 +440,16 @@ class PodContainer:
                 out[name] = float(value)
         return out
 
+    def wait(self, timeout: float = 120.0) -> dict[str, Any]:
+        """Until the container exits by itself (a Job's pod); returns the sandbox's report."""
+        assert self.proc is not None
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            raise AssertionError(f"the container did not exit within {timeout:.0f}s:\n{self.log()}") from None
+        return self.stop()
+
     def stop(self, timeout: float = 30.0) -> dict[str, Any]:
         """SIGTERM, as the kubelet sends on deletion; returns the sandbox's report (exit code,
         files written into writable volumes)."""
