@@ -8,8 +8,9 @@ Kubernetes 1.34-1.36 so a template valid here is valid on all three.
 from __future__ import annotations
 
 import difflib
+import functools
 from collections import Counter as Tally
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import UnionType
 from typing import Annotated, Any, Union, get_args, get_origin
@@ -86,42 +87,92 @@ def unknown_field_issues(model: type[BaseModel], data: Any, path: Path = ()) -> 
     nearest known field. Walked on the raw data, not the validated model, so that one typo which
     makes validation fail (`nodeSelectr`) does not hide the others. Only the API spelling counts
     (`nodeSelector`; `node_selector` is unknown, as it is to the apiserver)."""
-    if not isinstance(data, Mapping):
-        return []
-    fields = {f.alias or name: f for name, f in model.model_fields.items()}
-    handled: frozenset[str] = getattr(model, "HANDLED_KEYS", frozenset())
     out: list[Issue] = []
-    for key, value in data.items():
-        if not isinstance(key, str):
-            continue  # pydantic reports it ("Keys should be strings")
-        field = fields.get(key)
-        if field is not None:
-            out += _unknown_under(field.annotation, value, (*path, key))
-        elif key not in handled:
-            close = difflib.get_close_matches(key, [*fields, *handled], n=1)
-            out.append(
-                Issue(
-                    (*path, key),
-                    "unknown field",
-                    fix=f"did you mean {close[0]!r}?" if close else f"known fields here: {', '.join(fields)}",
-                )
-            )
+    _model_walker(model)(data, path, out)
     return out
 
 
-def _unknown_under(annotation: Any, value: Any, path: Path) -> list[Issue]:
+_Walker = Callable[[Any, Path, list[Issue]], None]
+
+
+def _nothing(value: Any, path: Path, out: list[Issue]) -> None:
+    return None
+
+
+@functools.cache
+def _model_walker(model: type[BaseModel]) -> _Walker:
+    """A function that walks raw data shaped like `model`, built once per model (the walk runs
+    over every key of a large configuration on each reload)."""
+    fields: dict[str, _Walker] = {}
+    handled: frozenset[str] = getattr(model, "HANDLED_KEYS", frozenset())
+    names = [f.alias or name for name, f in model.model_fields.items()]
+
+    def walk(data: Any, path: Path, out: list[Issue]) -> None:
+        if not isinstance(data, Mapping):
+            return
+        if not fields:  # filled on first use: models refer to each other
+            fields.update({f.alias or n: _annotation_walker(f.annotation) for n, f in model.model_fields.items()})
+        for key, value in data.items():
+            if not isinstance(key, str):
+                continue  # pydantic reports it ("Keys should be strings")
+            sub = fields.get(key)
+            if sub is not None:
+                if sub is not _nothing:
+                    sub(value, (*path, key), out)
+            elif key not in handled:
+                close = difflib.get_close_matches(key, [*names, *handled], n=1)
+                out.append(
+                    Issue(
+                        (*path, key),
+                        "unknown field",
+                        fix=f"did you mean {close[0]!r}?" if close else f"known fields here: {', '.join(names)}",
+                    )
+                )
+
+    return walk
+
+
+def _annotation_walker(annotation: Any) -> _Walker:
     origin, args = get_origin(annotation), get_args(annotation)
     if origin is Annotated:
-        return _unknown_under(args[0], value, path)
+        return _annotation_walker(args[0])
     if origin in (Union, UnionType):
-        return [i for arg in args if arg is not type(None) for i in _unknown_under(arg, value, path)]
-    if origin is list and isinstance(value, list):
-        return [i for n, item in enumerate(value) for i in _unknown_under(args[0], item, (*path, n))]
-    if origin is dict and isinstance(value, Mapping):
-        return [i for key, item in value.items() for i in _unknown_under(args[1], item, (*path, key))]
+        subs = [w for arg in args if arg is not type(None) and (w := _annotation_walker(arg)) is not _nothing]
+        if not subs:
+            return _nothing
+        if len(subs) == 1:
+            return subs[0]
+
+        def each(value: Any, path: Path, out: list[Issue]) -> None:
+            for sub in subs:
+                sub(value, path, out)
+
+        return each
+    if origin is list:
+        item = _annotation_walker(args[0])
+        if item is _nothing:
+            return _nothing
+
+        def items(value: Any, path: Path, out: list[Issue]) -> None:
+            if isinstance(value, list):
+                for n, element in enumerate(value):
+                    item(element, (*path, n), out)
+
+        return items
+    if origin is dict:
+        entry = _annotation_walker(args[1])
+        if entry is _nothing:
+            return _nothing
+
+        def entries(value: Any, path: Path, out: list[Issue]) -> None:
+            if isinstance(value, Mapping):
+                for key, element in value.items():
+                    entry(element, (*path, key), out)
+
+        return entries
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return unknown_field_issues(annotation, value, path)
-    return []
+        return _model_walker(annotation)
+    return _nothing
 
 
 def surprise_issues(path: Path, value: str) -> list[Issue]:
