@@ -293,8 +293,11 @@ def quantity_surprise(value: object) -> str | None:
     """Why the apiserver will store a valid quantity as something other than what it seems to say
     (no number at all, rounded up to 1n, capped at 2^63-1, no suffix beyond E, an exponent past
     int32), or None."""
-    if not isinstance(value, str):
-        return None
+    return _surprise(value) if isinstance(value, str) else None
+
+
+@functools.lru_cache(maxsize=8192)
+def _surprise(value: str) -> str | None:
     try:
         q = parse(value)
     except ValueError:
