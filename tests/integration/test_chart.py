@@ -35,7 +35,7 @@ from dra_kwok.core.config import load_config_text
 from dra_kwok.core.issues import errors
 from tests.support.chart import CHART, Helm, Release, container_env, find
 from tests.support.cluster import Cleanup, Cluster, KubectlError, kwok_node
-from tests.support.controller import ControllerProcess, free_port
+from tests.support.controller import ControllerProcess
 from tests.support.pod import Image, PodContainer
 from tests.support.wait import wait_until
 
@@ -220,12 +220,10 @@ def test_device_classes(helm: Helm) -> None:
 
 # --- on the cluster ------------------------------------------------------------------------------
 def chart_values(driver: str, instance_type: str, devices: int) -> dict[str, Any]:
-    """Values for a test release: no pod (no kubelet here), free local ports for the process that
-    stands in for it, and one mapping for nodes of `instance_type`."""
+    """Values for a test release: no pod (no kubelet here; the process that stands in for it binds
+    free ports of its own, see Release.controller), and one mapping for nodes of `instance_type`."""
     return {
         "replicaCount": 0,
-        "metrics": {"port": free_port()},
-        "health": {"port": free_port()},
         "cleanupJob": {"nodeSelector": NO_NODE},
         "config": {
             "driver": driver,
@@ -537,7 +535,6 @@ def test_chart_upgrade_changes_the_slices_and_uninstall_removes_them(
     # `kubectl-edit` the owner of config.yaml: a plain upgrade is refused with a conflict. The
     # documented way (docs/operations.md) is --force-conflicts: the chart's values win.
     values = chart_values(driver, instance_type, devices=5)
-    values["metrics"], values["health"] = {"port": ctl.metrics_port}, {"port": ctl.health_port}
     refused = release.install(values, "upgrade", check=False)
     assert refused.returncode != 0, refused.stdout
     assert "conflict" in refused.stderr and "kubectl-edit" in refused.stderr, refused.stderr

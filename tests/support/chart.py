@@ -120,7 +120,11 @@ class Release:
 
     def controller(self) -> ControllerProcess:
         """The controller as the chart's Deployment would run it: its command, args and env, and
-        a token of its ServiceAccount (KUBECONFIG stands in for the mounted in-cluster token)."""
+        a token of its ServiceAccount (KUBECONFIG stands in for the mounted in-cluster token).
+        One difference: a Pod has a network namespace of its own, this process shares the host's
+        with every other test, so it binds any free port ('auto', read back from its log) instead
+        of the Deployment's metrics and health ports. (tests/support/pod.py runs a Pod's
+        container with its own ports, in a private network namespace.)"""
         deployment = find(self.manifest(), "Deployment")
         assert deployment["spec"]["replicas"] == 0
         pod = deployment["spec"]["template"]["spec"]
@@ -135,10 +139,10 @@ class Release:
             namespace=env["DRA_KWOK_NAMESPACE"],
             managed_by=env["DRA_KWOK_MANAGED_BY"],
             log_path=self.workdir / f"controller-{self.name}.log",
-            metrics_port=int(env["DRA_KWOK_METRICS_PORT"]),
-            health_port=int(env["DRA_KWOK_HEALTH_PORT"]),
+            metrics_port=0,
+            health_port=0,
             argv=local_argv(container),
-            env={**env, "KUBECONFIG": str(kubeconfig)},
+            env={**env, "DRA_KWOK_METRICS_PORT": "auto", "DRA_KWOK_HEALTH_PORT": "auto", "KUBECONFIG": str(kubeconfig)},
         )
 
     def uninstall_without_hooks(self) -> None:
