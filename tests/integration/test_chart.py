@@ -437,8 +437,11 @@ def run_hook_pod_as_kubelet(cluster: Cluster, namespace: str, job_name: str, wor
     assert pod["status"]["phase"] == "Pending" and not pod["spec"].get("nodeName"), pod["status"]
     (workdir := workdir / "hook-pod").mkdir()
     started = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    container = PodContainer(cluster, pod, Image.from_dockerfile(), workdir).start()
-    report = container.wait(timeout=120)
+    container = PodContainer(cluster, pod, Image.from_dockerfile(), workdir)
+    try:
+        report = container.start().wait(timeout=120)
+    finally:
+        container.close()
     finished = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     code = report["exit_code"]
     terminated = {

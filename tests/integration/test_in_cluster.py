@@ -139,6 +139,6 @@ def test_controller_runs_in_cluster_as_its_pod(
         lines = [json.loads(line) for line in log.splitlines() if line.startswith('{"time"')]
         assert lines and all(line["level"] not in ("error", "critical") for line in lines), log
     finally:
-        if container is not None and container.proc is not None and container.proc.poll() is None:
-            container.stop()
+        if container is not None:
+            container.close()
         release.uninstall_without_hooks()

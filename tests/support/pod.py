@@ -461,14 +461,21 @@ class PodContainer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        if self.relay is not None:
-            self.relay.close()
-        if self.sockets_dir is not None:
-            shutil.rmtree(self.sockets_dir, ignore_errors=True)
+        self.close()
         last = [line for line in self.log().splitlines() if line.startswith('{"exit_code"')]
         assert last, f"the sandbox did not report (exit {self.proc.returncode}):\n{self.log()}"
         report: dict[str, Any] = json.loads(last[-1])
         return report
+
+    def close(self) -> None:
+        """Kills the sandbox if it still runs; removes the relay and its sockets (idempotent)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        if self.relay is not None:
+            self.relay.close()
+        if self.sockets_dir is not None:
+            shutil.rmtree(self.sockets_dir, ignore_errors=True)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-20000:] if self.log_path.exists() else ""
