@@ -47,10 +47,11 @@ OVERLAY_PLURAL = "dranodeoverlays"
 
 class Model(BaseModel):
     """Immutable, camelCase on the wire. Unknown keys are kept out of the API and reported as
-    errors by `validation.unknown_field_issues`, which walks the raw document; keys a model
-    reports itself, with a better message, are in its HANDLED_KEYS."""
+    errors by `validation.unknown_field_issues`, which walks the raw document; keys that must not
+    be set, with the reason, are in FORBIDDEN_KEYS (reported there too, so that they never stop
+    the rest of the object from being checked)."""
 
-    HANDLED_KEYS: ClassVar[frozenset[str]] = frozenset()
+    FORBIDDEN_KEYS: ClassVar[dict[str, str]] = {}
 
     model_config = ConfigDict(
         alias_generator=to_camel,
@@ -382,19 +383,10 @@ DRIVER_OWNED_FIELDS = ("nodeName", "pool", "nodeSelector", "allNodes", "perDevic
 class SliceTemplateSpec(PoolTemplate):
     driver: StrictStr
 
-    HANDLED_KEYS: ClassVar[frozenset[str]] = frozenset(DRIVER_OWNED_FIELDS)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _driver_owned_fields(cls, value: Any) -> Any:
-        if isinstance(value, dict):
-            owned = [k for k in DRIVER_OWNED_FIELDS if k in value]
-            if owned:
-                raise ValueError(
-                    f"{', '.join(owned)} must not be set in a template: the driver fills in nodeName and pool "
-                    "for each node (remove them)"
-                )
-        return value
+    FORBIDDEN_KEYS: ClassVar[dict[str, str]] = {
+        key: "must not be set in a template: the driver fills in nodeName and pool for each node"
+        for key in DRIVER_OWNED_FIELDS
+    }
 
 
 class SliceTemplate(Model):

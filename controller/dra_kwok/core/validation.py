@@ -104,7 +104,7 @@ def _model_walker(model: type[BaseModel]) -> _Walker:
     """A function that walks raw data shaped like `model`, built once per model (the walk runs
     over every key of a large configuration on each reload)."""
     fields: dict[str, _Walker] = {}
-    handled: frozenset[str] = getattr(model, "HANDLED_KEYS", frozenset())
+    forbidden: dict[str, str] = getattr(model, "FORBIDDEN_KEYS", {})
     names = [f.alias or name for name, f in model.model_fields.items()]
 
     def walk(data: Any, path: Path, out: list[Issue]) -> None:
@@ -119,8 +119,10 @@ def _model_walker(model: type[BaseModel]) -> _Walker:
             if sub is not None:
                 if sub is not _nothing:
                     sub(value, (*path, key), out)
-            elif key not in handled:
-                close = difflib.get_close_matches(key, [*names, *handled], n=1)
+            elif key in forbidden:
+                out.append(Issue((*path, key), forbidden[key], fix=f"remove {key}"))
+            else:
+                close = difflib.get_close_matches(key, names, n=1)
                 out.append(
                     Issue(
                         (*path, key),

@@ -162,7 +162,7 @@ class TestDocumentShape:
         assert rule is None
         assert sorted((format_path(i.path), i.message, i.fix) for i in issues) == [
             ("spec.resourceSlices[0].spec.devices[0].atributes", "unknown field", "did you mean 'attributes'?"),
-            ("spec.resourceSlices[0].spec.pol", "unknown field", "did you mean 'pool'?"),
+            ("spec.resourceSlices[0].spec.pol", "unknown field", "known fields here: devices, sharedCounters, driver"),
             ("spec.weigth", "unknown field", "did you mean 'weight'?"),
         ]
         assert all(i.is_error for i in issues)
@@ -195,10 +195,18 @@ class TestTemplates:
     @pytest.mark.parametrize("field", ["nodeName", "pool", "nodeSelector", "allNodes", "perDeviceNodeSelection"])
     def test_template_must_not_set_fields_the_driver_owns(self, field: str) -> None:
         issue = only_error(overlay_errors(overlay(templates=[template(DRIVER, [device()], **{field: "x"})])))
-        assert format_path(issue.path) == T0
-        assert issue.message == (
-            f"{field} must not be set in a template: the driver fills in nodeName and pool for each node (remove them)"
+        assert str(issue) == (
+            f"{T0}.{field}: must not be set in a template: the driver fills in nodeName and pool for each node; "
+            f"fix: remove {field}"
         )
+
+    def test_a_field_the_driver_owns_does_not_hide_the_other_errors(self) -> None:
+        doc = overlay(templates=[template(DRIVER, [device("GPU_0")], nodeName="n", pool={})])
+        assert sorted(format_path(i.path) for i in overlay_errors(doc)) == [
+            f"{T0}.devices[0].name",
+            f"{T0}.nodeName",
+            f"{T0}.pool",
+        ]
 
     def test_the_seed_driver_name_in_a_template_is_rejected_with_a_fix(self) -> None:
         issue = only_error(overlay_errors(overlay(templates=[template("karpenter.sh/dra-kwok-driver")])))
