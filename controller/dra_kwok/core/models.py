@@ -319,10 +319,13 @@ class LabelSelector(Model):
     @field_validator("match_labels")
     @classmethod
     def _labels(cls, value: dict[str, str]) -> dict[str, str]:
-        for key, val in value.items():
-            problem = names.label_name_problem(key) or names.label_value_problem(val)
-            if problem:
-                raise ValueError(f"label {shown(key)}={shown(val)}: {problem}")
+        problems = [
+            f"label {shown(key)}={shown(val)}: {problem}"
+            for key, val in value.items()
+            if (problem := names.label_name_problem(key) or names.label_value_problem(val))
+        ]
+        if problems:  # every bad label at once, not only the first
+            raise ValueError("; ".join(problems))
         return value
 
 
@@ -416,10 +419,12 @@ class OverlaySpec(Model):
     @field_validator("capacity")
     @classmethod
     def _extended_only(cls, value: dict[str, str]) -> dict[str, str]:
+        problems = []
         for key in value:
             if key in ("cpu", "memory", "ephemeral-storage", "pods"):
-                raise ValueError(f"capacity {key!r} is restricted: only extended resources (domain/name) may be set")
-            problem = names.label_name_problem(key)
-            if problem:
-                raise ValueError(f"capacity name {shown(key)}: {problem}")
+                problems.append(f"capacity {key!r} is restricted: only extended resources (domain/name) may be set")
+            elif problem := names.label_name_problem(key):
+                problems.append(f"capacity name {shown(key)}: {problem}")
+        if problems:  # every bad name at once, not only the first
+            raise ValueError("; ".join(problems))
         return value

@@ -759,3 +759,9 @@ def test_quantities_the_apiserver_accepts_load(quantity: str = "100n") -> None:
     for value in ("100n", "5u", "1e3", "+1", " 16Gi "):
         cfg, issues = load_config_data(config_with_devices(device(capacity={"memory": value})))
         assert cfg is not None and issues == [], value
+
+
+def test_every_bad_label_of_a_selector_is_reported_not_only_the_first() -> None:
+    (issue,) = config_errors(config(mapping(labels={"bad key": "a", "zone": "not ok"})))
+    assert issue.message.startswith("label 'bad key'='a': ")
+    assert "; label 'zone'='not ok': " in issue.message

@@ -329,3 +329,13 @@ class TestCapacity:
     def test_capacity_for_another_domain_is_not_compared(self) -> None:
         doc = overlay(capacity={"example.com/widgets": "99"}, templates=[template(DRIVER, [device("gpu", count=2)])])
         assert load_overlay(doc)[1] == []
+
+
+def test_every_bad_capacity_name_is_reported_not_only_the_first() -> None:
+    doc = overlay(capacity={"cpu": "1", "bad name": "1", "pods": "1"})
+    (issue,) = overlay_errors(doc)
+    assert issue.message == (
+        "capacity 'cpu' is restricted: only extended resources (domain/name) may be set; capacity name 'bad name': "
+        + issue.message.split("capacity name 'bad name': ")[1].split("; ")[0]
+        + "; capacity 'pods' is restricted: only extended resources (domain/name) may be set"
+    )
