@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -190,9 +191,11 @@ class ApiserverRelay:
     """A Unix socket whose connections are relayed to the apiserver's TCP address: the sandbox's
     network namespace reaches the host only through it."""
 
-    def __init__(self, path: Path, host: str, port: int) -> None:
+    def __init__(self, path: Path, host: str, port: int, down_for: float = 0.0) -> None:
         self.path = path
         self._address = (host, port)
+        # Until then every connection is closed at once: an apiserver that cannot be reached yet.
+        self._down_until = time.monotonic() + down_for
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._listener.bind(str(path))
         self._listener.listen(32)
@@ -204,6 +207,9 @@ class ApiserverRelay:
                 client, _ = self._listener.accept()
             except OSError:
                 return  # closed
+            if time.monotonic() < self._down_until:
+                client.close()
+                continue
             try:
                 upstream = socket.create_connection(self._address, timeout=10)
                 upstream.settimeout(None)
@@ -275,6 +281,7 @@ class PodContainer:
     relay: ApiserverRelay | None = None
     spec: dict[str, Any] = field(default_factory=dict)
     sockets_dir: Path | None = None
+    apiserver_down_for: float = 0.0  # seconds from start() during which the apiserver is unreachable
 
     @property
     def container(self) -> dict[str, Any]:
@@ -331,7 +338,7 @@ class PodContainer:
             assert certificate_names(server.hostname, server.port, ca, service_ip)
         # Unix socket paths are limited to 107 bytes: pytest's tmp_path can be longer.
         sockets = self.sockets_dir = Path(tempfile.mkdtemp(prefix="dk-pod-"))
-        self.relay = ApiserverRelay(sockets / "apiserver.sock", server.hostname, server.port)
+        self.relay = ApiserverRelay(sockets / "apiserver.sock", server.hostname, server.port, self.apiserver_down_for)
         hosts = self.workdir / "hosts"
         names = "kubernetes kubernetes.default kubernetes.default.svc kubernetes.default.svc.cluster.local"
         hosts.write_text(f"127.0.0.1 localhost\n{service_ip} {names}\n")
