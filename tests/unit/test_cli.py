@@ -309,3 +309,18 @@ def test_render_refuses_an_invalid_overlay_in_a_directory(capsys: pytest.Capture
     )
     assert code == 1
     assert f"{bad}: error: spec.resourceSlices[0].spec.devices[0].cont: unknown field" in err
+
+
+def test_chart_values_device_fields_are_checked(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    values = write(
+        tmp_path,
+        "values.yaml",
+        "replicaCount: 1\nconfig:\n  driver: gpu.example.com\n  mappings:\n  - name: m\n"
+        "    nodeSelector: {matchLabels: {a: b}}\n    resourceSlice: {devices: [{name: gpu, cont: 2}]}\n",
+    )
+    code, out, _ = run_cli(capsys, "validate", values)
+    assert code == 1
+    assert out == (
+        f"{values} (Helm values): error: config.mappings[0].resourceSlice.devices[0].cont: unknown field; "
+        "fix: did you mean 'count'?\n"
+    )
