@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Mapping as MappingABC
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 from pydantic import ValidationError
 
 from .issues import Issue, Path, Severity, errors
 from .models import DriverConfig, LabelSelector
+from .models import Mapping as MappingModel
 from .validation import PoolSpec, Source, driver_issues, pool_issues, pydantic_issues, unknown_field_issues
 
 DEFAULT_CONFIGMAP_NAME = "dra-kwok-configmap"
@@ -44,6 +47,27 @@ EMPTY_CONFIG = FallbackConfig()
 # out holds far fewer; 4 KB of aliases (`[*a, *a, ...]` nested twice) expand to millions, which
 # would take minutes to validate in the event loop.
 MAX_YAML_NODES = 200_000
+# libyaml's parser where PyYAML has it (the wheels do): it composes a 1 MB config.yaml about ten
+# times faster than the pure-Python one; constructing and every check stay the same.
+_BaseLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_BaseLoader):  # type: ignore[valid-type,misc]
+    """The safe loader, remembering each plain scalar's implicit tag: the resolver's regexes ran
+    once per scalar (a third of composing a large file), and the same few words recur. The safe
+    loader has no path resolvers, so the tag depends on nothing else."""
+
+    _tags: ClassVar[dict[tuple[Any, Any, Any], str]] = {}
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> str:
+        key = (kind, value, implicit)
+        tag = self._tags.get(key)
+        if tag is None:
+            tag = super().resolve(kind, value, implicit)
+            if len(self._tags) > 100_000:
+                self._tags.clear()
+            self._tags[key] = tag
+        return tag
 
 
 def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
@@ -112,6 +136,8 @@ def _yaml_error(exc: yaml.YAMLError, what: str, first_line: int) -> Issue:
     mark = getattr(exc, "problem_mark", None)
     where = f" at line {mark.line + first_line}, column {mark.column + 1}" if mark is not None else ""
     problem = getattr(exc, "problem", None) or str(exc)
+    if "maximum nesting depth" in problem:  # libyaml's limit (1,000 levels), as deep recursion is ours
+        return Issue((), f"{what} is nested too deeply to parse", fix="flatten the document")
     return Issue((), f"{what} is not valid YAML{where}: {problem}", fix="fix the YAML syntax")
 
 
@@ -120,7 +146,7 @@ def parse_yaml(text: str, what: str, first_line: int = 1) -> tuple[Any, list[Iss
     refusing a document that anchors and aliases blow up or that writes a key twice. Lines are
     counted from `first_line` (where the text starts in its file, for an embedded config.yaml)."""
     try:
-        loader = yaml.SafeLoader(text)
+        loader = _Loader(text)
         try:
             node = loader.get_single_node()
             if node is None:
@@ -154,7 +180,7 @@ def parse_yaml_documents(text: str, what: str) -> list[YamlDocument]:
     syntax error ends the stream with a document holding it."""
     out: list[YamlDocument] = []
     try:
-        loader = yaml.SafeLoader(text)
+        loader = _Loader(text)
         try:
             index = 0
             while loader.check_node():
@@ -187,72 +213,178 @@ def embedded_first_line(node: yaml.Node | None, *keys: str) -> int | None:
 
 def load_config_text(text: str) -> tuple[FallbackConfig | None, list[Issue]]:
     """Parse `config.yaml` text. Returns None for the config when there is any error."""
-    data, issues = parse_yaml(text, "config.yaml")
+    data, issues = parse_config_yaml(text)
     if issues:
         return None, issues
     return load_config_data(data)
 
 
+# Anchors, aliases or directives anywhere (or text that looks like them): the general path.
+_SHARED_NODES = re.compile(r"(?:^|[\s\[{,:-])[&*][^\s,\[\]{}]|^%", re.MULTILINE)
+# A mapping's YAML, by (its column, its text), as constructed and checked before: with no
+# anchors, aliases or directives, the same text at the same column is the same data.
+_ITEM_CACHE: dict[tuple[int, str], tuple[Any, int]] = {}
+ITEM_CACHE_SIZE = 20_000
+
+
+def parse_config_yaml(text: str) -> tuple[Any, list[Issue]]:
+    """`parse_yaml` for config.yaml, reusing what it built for each mapping whose text has not
+    changed: a 1 MB configuration with a few mappings edited is composed (by libyaml) but not
+    checked and constructed again, item by item. The result is the same as `parse_yaml`'s."""
+    what = "config.yaml"
+    if _SHARED_NODES.search(text):
+        return parse_yaml(text, what)
+    try:
+        loader = _Loader(text)
+        try:
+            root = loader.get_single_node()
+            seq = _mappings_node(root)
+            if root is None or seq is None:
+                loader.dispose()
+                return parse_yaml(text, what)
+            items, seq.value = seq.value, []
+            problems = _checked_node(root, what, 1)  # everything but the mappings' items
+            size = _expanded_size(root, {})
+            data = None if problems else loader.construct_document(root)
+            built: list[Any] = []
+            for index, item in enumerate(items):
+                key = (item.start_mark.column, text[item.start_mark.index : item.end_mark.index])
+                cached = _ITEM_CACHE.get(key)
+                if cached is None:
+                    found = _duplicate_keys(item, ("mappings", index), set(), what)
+                    cached = (None if found else loader.construct_object(item, deep=True), _expanded_size(item, {}))
+                    problems += found
+                    if not found:
+                        if len(_ITEM_CACHE) >= ITEM_CACHE_SIZE:
+                            _ITEM_CACHE.clear()
+                        _ITEM_CACHE[key] = cached
+                built.append(cached[0])
+                size += cached[1]
+            if size > MAX_YAML_NODES:
+                return None, [Issue((), f"{what} has {size} YAML nodes (at most {MAX_YAML_NODES})", fix="split it up")]
+            if problems or not isinstance(data, dict):
+                return None, problems
+            data["mappings"] = built
+            return data, []
+        finally:
+            loader.dispose()
+    except yaml.YAMLError as exc:
+        return None, [_yaml_error(exc, what, 1)]
+    except RecursionError:
+        return None, [Issue((), f"{what} is nested too deeply to parse", fix="flatten the document")]
+
+
+def _mappings_node(root: yaml.Node | None) -> yaml.SequenceNode | None:
+    """The block or flow sequence under the top-level key `mappings`, if it is one."""
+    if not isinstance(root, yaml.MappingNode):
+        return None
+    for key, value in root.value:
+        if isinstance(key, yaml.ScalarNode) and key.value == "mappings" and isinstance(value, yaml.SequenceNode):
+            return value
+    return None
+
+
 def load_config_data(data: Any) -> tuple[FallbackConfig | None, list[Issue]]:
-    """Validate already-loaded `config.yaml` data (an empty document means no mappings)."""
+    """Validate already-loaded `config.yaml` data (an empty document means no mappings). Each
+    mapping is validated on its own and remembered by content (`_check_mapping`), so reloading a
+    large configuration in which a few mappings changed validates only those."""
     if data is None:
         return EMPTY_CONFIG, [Issue((), "the configuration is empty: no fallback mappings", severity=Severity.WARNING)]
     if not isinstance(data, MappingABC):
         return None, [Issue((), "config.yaml must be a mapping with 'driver' and 'mappings'", type(data).__name__)]
+    raw_mappings = data.get("mappings", [])
+    top = {k: v for k, v in data.items() if k != "mappings" or not isinstance(raw_mappings, list)}
     # Checked on the raw data so they are reported even when the structure is wrong.
-    raw_findings = unknown_field_issues(DriverConfig, data) + _raw_driver_issues(data)
+    issues = unknown_field_issues(DriverConfig, top)
+    if isinstance(data.get("driver"), str):
+        issues += driver_issues(data["driver"], ("driver",))
     try:
-        cfg = DriverConfig.model_validate(data)
+        cfg = DriverConfig.model_validate(top)
     except ValidationError as exc:
-        return None, pydantic_issues(exc) + raw_findings
-    issues = raw_findings
+        return None, pydantic_issues(exc) + issues
+    if not isinstance(raw_mappings, list):
+        return None, issues  # pragma: no cover - DriverConfig refuses it above
     rules: list[MappingRule] = []
     seen_names: set[str] = set()
-    for i, m in enumerate(cfg.mappings):
-        path = ("mappings", i)
-        if m.name in seen_names:
-            issues.append(Issue(path + ("name",), "duplicate mapping name", m.name, severity=Severity.WARNING))
-        seen_names.add(m.name)
-        if not m.node_selector.match_labels and not m.node_selector.match_expressions:
-            issues.append(
-                Issue(
-                    path + ("nodeSelector",),
-                    "empty selector: this mapping matches every KWOK node, and mappings after it never apply",
-                    severity=Severity.WARNING,
-                )
-            )
-        driver = m.resource_slice.driver or cfg.driver
-        spath = path + ("resourceSlice",)
-        if driver is None:
-            issues.append(Issue(spath + ("driver",), "no driver: set the top-level 'driver' or resourceSlice.driver"))
+    for i, raw in enumerate(raw_mappings):
+        path: Path = ("mappings", i)
+        checked = _check_mapping(raw, cfg.driver, i)
+        issues += checked.issues
+        if checked.rule is None:
             continue
-        issues += pool_issues(
-            driver,
-            ((spath + ("devices", j), d) for j, d in enumerate(m.resource_slice.devices)),
-            ((spath + ("sharedCounters", j), c) for j, c in enumerate(m.resource_slice.shared_counters)),
-        )
-        pool = PoolSpec(
-            driver,
-            tuple(m.resource_slice.devices),
-            tuple(m.resource_slice.shared_counters),
-            Source("mapping", m.name),
-        )
-        rules.append(MappingRule(m.name, m.node_selector, pool))
+        if checked.rule.name in seen_names:
+            issues.append(
+                Issue(path + ("name",), "duplicate mapping name", checked.rule.name, severity=Severity.WARNING)
+            )
+        seen_names.add(checked.rule.name)
+        rules.append(checked.rule)
     if errors(issues):
         return None, issues
     return FallbackConfig(tuple(rules)), issues
 
 
-def _raw_driver_issues(data: MappingABC[str, Any]) -> list[Issue]:
-    issues = []
-    if isinstance(data.get("driver"), str):
-        issues += driver_issues(data["driver"], ("driver",))
-    mappings = data.get("mappings")
-    for i, m in enumerate(mappings if isinstance(mappings, list) else []):
-        rs = m.get("resourceSlice") if isinstance(m, MappingABC) else None
-        if isinstance(rs, MappingABC) and isinstance(rs.get("driver"), str):
-            issues += driver_issues(rs["driver"], ("mappings", i, "resourceSlice", "driver"))
-    return issues
+@dataclass(frozen=True, slots=True)
+class _CheckedMapping:
+    """One mapping validated on its own: its rule (None when it has an error) and its findings."""
+
+    rule: MappingRule | None
+    issues: tuple[Issue, ...]
+
+
+# Mappings validated before, by (default driver, position, content): a ConfigMap edit in a 1 MB
+# config.yaml re-validates the mappings it changed, not 3,000 others (findings name positions, so
+# a mapping that moved is validated again). Bounded; cleared when full.
+_MAPPING_CACHE: dict[tuple[str | None, int, str], _CheckedMapping] = {}
+MAPPING_CACHE_SIZE = 20_000
+
+
+def _check_mapping(raw: Any, default_driver: str | None, index: int) -> _CheckedMapping:
+    try:
+        key = (default_driver, index, json.dumps(raw, sort_keys=True, default=repr))
+    except (TypeError, ValueError):  # keys of mixed types cannot be sorted: not worth remembering
+        return _validate_mapping(raw, default_driver, ("mappings", index))
+    found = _MAPPING_CACHE.get(key)
+    if found is None:
+        found = _validate_mapping(raw, default_driver, ("mappings", index))
+        if len(_MAPPING_CACHE) >= MAPPING_CACHE_SIZE:
+            _MAPPING_CACHE.clear()
+        _MAPPING_CACHE[key] = found
+    return found
+
+
+def _validate_mapping(raw: Any, default_driver: str | None, path: Path) -> _CheckedMapping:
+    issues = unknown_field_issues(MappingModel, raw, path)
+    rs = raw.get("resourceSlice") if isinstance(raw, MappingABC) else None
+    if isinstance(rs, MappingABC) and isinstance(rs.get("driver"), str):
+        issues += driver_issues(rs["driver"], path + ("resourceSlice", "driver"))
+    try:
+        m = MappingModel.model_validate(raw)
+    except ValidationError as exc:
+        return _CheckedMapping(None, tuple(pydantic_issues(exc, path) + issues))
+    if not m.node_selector.match_labels and not m.node_selector.match_expressions:
+        issues.append(
+            Issue(
+                path + ("nodeSelector",),
+                "empty selector: this mapping matches every KWOK node, and mappings after it never apply",
+                severity=Severity.WARNING,
+            )
+        )
+    driver = m.resource_slice.driver or default_driver
+    spath = path + ("resourceSlice",)
+    if driver is None:
+        issues.append(Issue(spath + ("driver",), "no driver: set the top-level 'driver' or resourceSlice.driver"))
+        return _CheckedMapping(None, tuple(issues))
+    issues += pool_issues(
+        driver,
+        ((spath + ("devices", j), d) for j, d in enumerate(m.resource_slice.devices)),
+        ((spath + ("sharedCounters", j), c) for j, c in enumerate(m.resource_slice.shared_counters)),
+    )
+    if errors(issues):
+        return _CheckedMapping(None, tuple(issues))
+    pool = PoolSpec(
+        driver, tuple(m.resource_slice.devices), tuple(m.resource_slice.shared_counters), Source("mapping", m.name)
+    )
+    return _CheckedMapping(MappingRule(m.name, m.node_selector, pool), tuple(issues))
 
 
 def config_text_from_configmap(configmap: MappingABC[str, Any], key: str) -> tuple[str | None, list[Issue]]:

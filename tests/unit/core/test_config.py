@@ -12,8 +12,10 @@ from dra_kwok.core.config import (
     config_text_from_configmap,
     load_config_data,
     load_config_text,
+    parse_config_yaml,
+    parse_yaml,
 )
-from dra_kwok.core.issues import InvalidConfiguration, Issue, format_path
+from dra_kwok.core.issues import InvalidConfiguration, Issue, errors, format_path
 from dra_kwok.core.validation import Source
 
 from .builders import (
@@ -118,7 +120,11 @@ class TestYamlAndShapes:
         ("text", "where", "problem"),
         [
             # libyaml's words (the loader is PyYAML's C one)
-            ("driver: gpu.example.com\nmappings:\n  - name: [unclosed\n", "line 4, column 1", "did not find expected ','"),
+            (
+                "driver: gpu.example.com\nmappings:\n  - name: [unclosed\n",
+                "line 4, column 1",
+                "did not find expected ','",
+            ),
             ("driver: a\n\tmappings: []\n", "line 2, column 1", "found a tab character that violates indentation"),
             ("a: b: c\n", "line 1, column 5", "mapping values are not allowed in this context"),
         ],
@@ -759,6 +765,66 @@ def test_quantities_the_apiserver_accepts_load(quantity: str = "100n") -> None:
     for value in ("100n", "5u", "1e3", "+1", " 16Gi "):
         cfg, issues = load_config_data(config_with_devices(device(capacity={"memory": value})))
         assert cfg is not None and issues == [], value
+
+
+# --- reloading: what is reused must not change what is loaded ----------------------------------
+RELOAD_BASE = """driver: gpu.example.com
+mappings:
+- name: a
+  nodeSelector: {matchLabels: {t: a}}
+  resourceSlice:
+    devices: [{name: gpu, count: 2, attributes: {memory: 16Gi}}]
+- name: b
+  nodeSelector:
+    matchLabels: {t: b}
+  resourceSlice:
+    devices:
+    - name: fpga
+      attributes: {dsp: 12}
+"""
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        RELOAD_BASE,
+        RELOAD_BASE.replace("count: 2", "count: 3"),  # one mapping edited
+        RELOAD_BASE.replace("- name: a", "- name: z"),
+        RELOAD_BASE.replace(
+            "mappings:\n- name: a", "mappings:\n- name: new\n  nodeSelector: {}\n  resourceSlice: {}\n- name: a"
+        ),
+        RELOAD_BASE.replace(
+            "  nodeSelector:\n    matchLabels: {t: b}", "  nodeSelector:\n    matchLabels: {t: b}\n  name: b2"
+        ),
+        RELOAD_BASE.replace("- name: b\n", "- name: b\n  name: b\n"),  # a key twice inside a mapping
+        RELOAD_BASE + "driver: again\n",  # a top-level key twice
+        "mappings:\n  - &m {name: a, nodeSelector: {}, resourceSlice: {}}\n  - *m\n",  # aliases: the general path
+        "mappings:\n    - name: a\n      nodeSelector: {}\n      resourceSlice: {}\n",  # other columns
+        "mappings: []\n",
+        "mappings: 7\n",
+        "- just a list\n",
+        "",
+    ],
+)
+def test_parse_config_yaml_loads_exactly_what_parse_yaml_loads(text: str) -> None:
+    for _ in range(2):  # the second time from what the first remembered
+        assert parse_config_yaml(text) == parse_yaml(text, "config.yaml")
+
+
+def test_the_same_mapping_text_at_another_column_is_read_again() -> None:
+    inner = "name: a\n  nodeSelector: {matchLabels: {t: a}}\n  resourceSlice: {devices: [{name: g}]}\n"
+    assert parse_config_yaml("mappings:\n- " + inner)[0] == parse_yaml("mappings:\n- " + inner, "x")[0]
+    shifted = "mappings:\n  - " + inner.replace("\n  ", "\n    ")
+    assert parse_config_yaml(shifted) == parse_yaml(shifted, "config.yaml")
+
+
+def test_a_reloaded_config_with_a_moved_mapping_names_its_new_position() -> None:
+    bad = "- name: bad\n  nodeSelector: {}\n  resourceSlice: {devices: [{name: Bad_Name}]}\n"
+    first = load_config_text("driver: gpu.example.com\nmappings:\n" + bad)
+    moved = load_config_text("driver: gpu.example.com\nmappings:\n" + RELOAD_BASE.split("mappings:\n")[1] + bad)
+    assert first[0] is None and moved[0] is None
+    assert [format_path(i.path) for i in errors(first[1])] == ["mappings[0].resourceSlice.devices[0].name"]
+    assert [format_path(i.path) for i in errors(moved[1])] == ["mappings[2].resourceSlice.devices[0].name"]
 
 
 def test_every_bad_label_of_a_selector_is_reported_not_only_the_first() -> None:
