@@ -203,6 +203,9 @@ def up() -> None:
         "--wait",
         "--timeout",
         "120s",
+        # A re-run after `kubectl edit` of the ConfigMap (as the README suggests) would otherwise be
+        # refused as a server-side-apply conflict; the demo's values win.
+        "--force-conflicts",
     )
     say("Starting the driver as a local process with the chart's ServiceAccount token and settings")
     driver_kubeconfig()

@@ -144,12 +144,6 @@ def test_controller_runs_in_cluster_as_its_pod(
         release.uninstall_without_hooks()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kopf names its identity by getpass.getuser(), which raises KeyError for a uid the image's /etc/passwd "
-    "lacks (kopf/_core/engines/peering.py detect_own_id); fix: pass identity= to kopf.operator in "
-    "shell/controller.py run()",
-)
 @pytest.mark.cluster
 def test_controller_runs_as_a_uid_the_image_does_not_know(
     cluster: Cluster, namespace: str, unique_name: Callable[[str], str], tmp_path: Path
@@ -187,12 +181,6 @@ def test_controller_runs_as_a_uid_the_image_does_not_know(
         release.uninstall_without_hooks()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Controller.start() binds the health and metrics ports before the initial listing; when that fails "
-    "(apiserver unreachable), kopf retries the startup activity 60 s later and the bind fails with EADDRINUSE "
-    "every time: /healthz stays 200, /readyz 'starting', forever (shell/controller.py)",
-)
 @pytest.mark.slow
 @pytest.mark.cluster
 def test_controller_started_while_the_apiserver_is_unreachable_becomes_ready_once_it_is_back(

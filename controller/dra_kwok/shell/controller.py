@@ -12,6 +12,7 @@ duplicates; the Reflectors continue from that listing's resourceVersion.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 import functools
 import logging
@@ -23,6 +24,7 @@ from typing import Any
 
 import kopf
 from aiohttp import web
+from kopf._core.engines.peering import Identity  # kopf exports the type only privately
 from prometheus_client import CONTENT_TYPE_LATEST as METRICS_CONTENT_TYPE
 from prometheus_client import REGISTRY, generate_latest
 
@@ -70,9 +72,14 @@ class Controller:
     # --- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
         s = self.settings
-        await self._serve()
-        client = await load_api_client(s.kubeconfig, s.concurrency + 2)  # and the two watches
-        self.api = KubeApi(client, s.concurrency, self.health)
+        # kopf retries a failed start (the apiserver unreachable at the initial listing): the
+        # listeners and the client are made once, so a retry neither binds the ports again nor
+        # leaks a connection pool; /readyz says "starting" meanwhile.
+        if not self.runners:
+            await self._serve()
+        if self.api is None:
+            client = await load_api_client(s.kubeconfig, s.concurrency + 3)  # and the three watches
+            self.api = KubeApi(client, s.concurrency, self.health)
         await self._initial_sync()
         self.reconciler = Reconciler(self.world, self.api, s.workers)
         self.reconciler.start()
@@ -214,7 +221,8 @@ class Controller:
                 return
             config = None
             if text is not None:
-                config, issues = await asyncio.to_thread(load_config_text, text)
+                with metrics.CONFIG_PARSE.time():
+                    config, issues = await asyncio.to_thread(load_config_text, text)
             loaded = (text, config, issues)
         was_invalid = self.world.config.present and not self.world.config.valid
         changed, dirty = self.world.on_configmap(event_type, obj, loaded)
@@ -537,9 +545,19 @@ def build_registry(controller: Controller) -> kopf.OperatorRegistry:
             info: kopf.ConnectionInfo | None = kopf.login_with_kubeconfig(**kwargs)
             return info
         info = kopf.login_with_service_account(**kwargs)
-        return info or kopf.login_with_kubeconfig(**kwargs)
+        if info is not None:
+            # kopf's own login names https://kubernetes.default.svc (cluster DNS); the kubernetes
+            # client, which does our writes, uses the address the kubelet gives every pod: one
+            # apiserver address for both.
+            host, port = os.environ.get("KUBERNETES_SERVICE_HOST"), os.environ.get("KUBERNETES_SERVICE_PORT")
+            if host and port:
+                server = f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
+                info = dataclasses.replace(info, server=server)
+            return info
+        info = kopf.login_with_kubeconfig(**kwargs)
+        return info
 
-    @kopf.on.startup(registry=registry)
+    @kopf.on.startup(registry=registry, backoff=5.0)  # retried every 5 s if the initial listing fails
     async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         settings.posting.enabled = False  # our own Events, on our own objects only
         settings.scanning.disabled = True  # no CRD/namespace scanning: fewer permissions
@@ -579,4 +597,7 @@ async def run(settings: Settings, stop_flag: asyncio.Event | None = None) -> Non
         clusterwide=False,
         namespaces=[settings.configmap_namespace],
         stop_flag=stop_flag,
+        # kopf's default identity asks getpass.getuser(), which fails for a uid that /etc/passwd
+        # does not list (OpenShift runs pods as arbitrary uids): name it without a user name.
+        identity=Identity(f"{socket.gethostname()}@{os.getpid()}"),
     )
