@@ -19,6 +19,7 @@ import statistics
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -144,6 +145,36 @@ def config_text(tag: str, marker: str, devices: int) -> str:
             ],
         }
     )
+
+
+PROBE_TYPE = "reload-probe"  # the instance type of the node whose mapping the reload edits
+RELOAD_BYTES = 1_000_000  # the size of the large config.yaml
+
+
+def large_config_text(tag: str, devices: int, probe_marker: str) -> tuple[str, int]:
+    """The benchmark's mapping, a first mapping for the probe node (the one the reload edits), and
+    as many mappings matching no node as make the text about RELOAD_BYTES; and their number."""
+    base = yaml.safe_load(config_text(tag, MARKER_A, devices))
+    probe = {
+        "name": "probe",
+        "nodeSelector": {"matchLabels": {TAG_LABEL: tag, "node.kubernetes.io/instance-type": PROBE_TYPE}},
+        "resourceSlice": {"devices": [{"name": "gpu", "count": 1, "attributes": {"model": probe_marker}}]},
+    }
+
+    def filler(i: int) -> dict[str, Any]:
+        attributes = {"type": "nvidia-tesla-v100", "memory": "32Gi", "nvlink": True, "index": i}
+        return {
+            "name": f"filler-{i:05d}",
+            "nodeSelector": {"matchLabels": {"node.kubernetes.io/instance-type": f"filler-{i}"}},
+            "resourceSlice": {
+                "devices": [{"name": f"dev-{i}", "count": 4, "attributes": attributes, "capacity": {"memory": "32Gi"}}]
+            },
+        }
+
+    one = len(yaml.safe_dump({"mappings": [filler(10_000)]}, sort_keys=False))
+    fillers = [filler(i) for i in range(RELOAD_BYTES // one)]
+    base["mappings"] = [probe, *base["mappings"], *fillers]
+    return yaml.safe_dump(base, sort_keys=False), len(base["mappings"])
 
 
 class Bench:
@@ -490,6 +521,88 @@ class Bench:
             "delete_max": max(down) if down else None,
         }
 
+    async def config_reload(self, ctl: ControllerProcess) -> dict[str, Any]:
+        """A 1 MB config.yaml: applied, then one mapping edited (the reload), then its metadata
+        changed only. Timed by the benchmark's own watch: ConfigMap patched → the probe node's pool
+        carries the new content; nodes created right after the edit → their pools complete, while
+        it reloads; /healthz polled throughout."""
+        assert self.admin is not None
+        admin = self.admin
+        probe = f"{self.tag}-probe"
+        body = self.node_body(probe)
+        body["metadata"]["labels"]["node.kubernetes.io/instance-type"] = PROBE_TYPE
+        await admin.create(NODES, body)
+        cm_path = f"/api/v1/namespaces/{self.namespace}/configmaps/dra-kwok-configmap"
+        nodes, tracker = NodeTracker(), SliceTracker("probe-0")
+        probes: list[float] = []
+        stop = asyncio.Event()
+
+        async def poll_healthz() -> None:
+            url = f"http://127.0.0.1:{ctl.health_port}/healthz"
+            while not stop.is_set():
+                t0 = time.monotonic()
+                await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=10).read())
+                probes.append(time.monotonic() - t0)
+                await asyncio.sleep(0.05)
+
+        async def patch(text: str) -> float:
+            t0 = time.monotonic()
+            await admin.request(
+                "PATCH", cm_path, {"data": {"config.yaml": text}}, content_type="application/merge-patch+json"
+            )
+            return t0
+
+        async with (
+            observe(admin, NODES, f"{TAG_LABEL}={self.tag}", nodes),
+            observe(admin, SLICES, f"{LABEL_MANAGED_BY}={self.managed_by}", tracker),
+        ):
+            parse0 = ctl.metric("dra_kwok_config_parse_seconds_sum")
+            text, mappings = large_config_text(self.tag, self.o.devices, "probe-1")
+            tracker.set_marker("probe-1", time.monotonic())
+            t0 = await patch(text)
+            first = await tracker.wait_complete([probe], self.o.timeout) - t0
+            first_parse = ctl.metric("dra_kwok_config_parse_seconds_sum") - parse0
+            await self.wait_drained(ctl)
+
+            parse0 = ctl.metric("dra_kwok_config_parse_seconds_sum")
+            text2 = text.replace("model: probe-1", "model: probe-2", 1)
+            newcomers = self.node_names("reload", 10)
+            polling = asyncio.create_task(poll_healthz())
+            tracker.set_marker("probe-2", time.monotonic())
+            t0 = await patch(text2)
+            await self.create_nodes(newcomers)
+            reload = await tracker.wait_complete([probe], self.o.timeout) - t0
+            tracker.set_marker(MARKER_A, time.monotonic())
+            await tracker.wait_complete(newcomers, self.o.timeout)
+            reload_parse = ctl.metric("dra_kwok_config_parse_seconds_sum") - parse0
+            stop.set()
+            await polling
+            up = [max(0.0, tracker.complete_at[n] - nodes.added_at[n]) for n in newcomers]
+
+            loads = ctl.metric('dra_kwok_config_reloads_total{result="loaded",source="configmap"}')
+            parses = ctl.metric("dra_kwok_config_parse_seconds_count")
+            await admin.request(
+                "PATCH",
+                cm_path,
+                {"metadata": {"labels": {"touched": "1"}}},
+                content_type="application/merge-patch+json",
+            )
+            await asyncio.sleep(3)
+            metadata_parses = ctl.metric("dra_kwok_config_parse_seconds_count") - parses
+            metadata_loads = ctl.metric('dra_kwok_config_reloads_total{result="loaded",source="configmap"}') - loads
+        return {
+            "bytes": len(text2.encode()),
+            "mappings": mappings,
+            "first_s": first,
+            "first_parse_s": first_parse,
+            "reload_s": reload,
+            "reload_parse_s": reload_parse,
+            "newcomer_max_s": max(up),
+            "healthz_max_s": max(probes) if probes else None,
+            "metadata_parses": metadata_parses,
+            "metadata_loads": metadata_loads,
+        }
+
     # --- the run -----------------------------------------------------------------------------------
     async def restart(self, ctl: ControllerProcess, n: int) -> dict[str, Any]:
         """Stops the controller and starts a new one with the N nodes and their slices present: the
@@ -549,6 +662,8 @@ class Bench:
                         if first and last:
                             with self.profiled(ctl, f"churn-{n}"):
                                 r.details["churn"] = await self.churn(ctl)
+                            with self.profiled(ctl, f"reload-{n}"):
+                                r.details["reload"] = await self.config_reload(ctl)
                             run["after_all_peak_rss_mb"] = proc_sample(ctl.proc.pid).peak_rss_mb
                         if last:
                             run["restart"] = await self.restart(ctl, n)
@@ -560,6 +675,7 @@ class Bench:
                 if first:
                     self.add_idle_rows(n, r.details["idle"])
                     self.add_churn_rows(r.details["churn"])
+                    self.add_reload_rows(n, r.details["reload"])
         r.details["load"]["end"] = load_average()
         return r
 
@@ -623,6 +739,23 @@ class Bench:
         p99 = churn["delete_p99"]
         add(Row("churn", f"{rate}: node deleted → slices gone, p99", "s", p99, target="< 1 s",
                 ok=p99 is not None and p99 < 1 and churn["cleaned"] == churn["nodes"]))  # fmt: skip
+
+    def add_reload_rows(self, n: int, rl: dict[str, Any]) -> None:
+        add = self.results.add
+        what = f"config.yaml of {rl['bytes'] / 1e6:.2f} MB ({rl['mappings']} mappings), {n} nodes"
+        add(Row("reload", f"{what}: first applied, ConfigMap patched → probe node's pool updated", "s", rl["first_s"]))
+        add(Row("reload", f"{what}: first applied, parse and validate (controller's histogram)", "s",
+                rl["first_parse_s"]))  # fmt: skip
+        add(Row("reload", f"{what}: one mapping edited, ConfigMap patched → probe node's pool updated", "s",
+                rl["reload_s"], target="≤ 1 s", ok=rl["reload_s"] <= 1.0))  # fmt: skip
+        add(Row("reload", f"{what}: one mapping edited, parse and validate (controller's histogram)", "s",
+                rl["reload_parse_s"]))  # fmt: skip
+        add(Row("reload", "10 nodes created during the reload: node created → pool complete, max", "s",
+                rl["newcomer_max_s"], target="< 1 s", ok=rl["newcomer_max_s"] < 1.0))  # fmt: skip
+        if rl["healthz_max_s"] is not None:
+            add(Row("reload", "/healthz during the reload, slowest answer", "s", rl["healthz_max_s"]))
+        add(Row("reload", "metadata-only ConfigMap change: parses", "", rl["metadata_parses"], target="0",
+                ok=rl["metadata_parses"] == 0 and rl["metadata_loads"] == 0))  # fmt: skip
 
 
 def dump_json(results: Results, machine: dict[str, Any], path: Path) -> None:

@@ -146,6 +146,13 @@ def markdown(results: Results, machine: dict[str, Any], micro: dict[str, Any] | 
         "cluster, other writers count too).",
         "- **Footprint.** `/proc/<pid>/status` VmRSS and VmHWM (peak) and `/proc/<pid>/stat` utime+stime "
         "of the controller process.",
+        "- **Config reload.** After churn, with the first size's nodes present: the ConfigMap is patched "
+        "with a config.yaml of about 1 MB (the benchmark's mapping, a mapping for one probe node, and "
+        "some 3,000 mappings that match no node), then the probe's mapping is edited (the reload) and 10 "
+        "nodes are created right after the patch, then only a label of the ConfigMap changes. Timed by "
+        "the benchmark's watch: patch → the probe node's pool carries the new content (parse, validate, "
+        "one write), and each new node's ADDED → its pool complete; `/healthz` is polled every 50 ms "
+        "throughout. The controller's `dra_kwok_config_parse_seconds` says how much of it is parsing.",
         "",
     ]
     if micro:

@@ -73,6 +73,16 @@ def test_harness_at_a_tiny_size_reports_every_row_with_sane_figures(cluster: Clu
     assert _find(rows, "idle", "ResourceSlice writes by any client")["ours"] >= 0
     assert _find(rows, "idle", "controller CPU")["ours"] >= 0
 
+    # Config reload: a 1 MB config.yaml applied and edited, timed by the benchmark's watch;
+    # nodes created meanwhile are published; a metadata-only change parses nothing.
+    reload = report["details"]["reload"]
+    assert 0.9e6 < reload["bytes"] < 1.1e6 and reload["mappings"] > 2000, reload
+    assert 0 < _find(rows, "reload", "first applied", "probe")["ours"] < 120
+    assert 0 < _find(rows, "reload", "one mapping edited", "probe")["ours"] < 120
+    assert 0 < _find(rows, "reload", "one mapping edited", "parse")["ours"] < 60
+    assert 0 <= _find(rows, "reload", "10 nodes created")["ours"] < 60
+    assert _find(rows, "reload", "metadata-only")["ours"] == 0
+
     # Footprint and restart: plausible process figures, and a restart rewrites nothing.
     start_rss = _find(rows, "footprint", "RSS at start")["ours"]
     peak = _find(rows, "footprint", "peak RSS", "after publishing")["ours"]

@@ -38,3 +38,8 @@ PUBLISH_PROBLEMS = Counter(
     "Writes of a node's slices the apiserver rejected (rejected) or stored without some fields (fields_dropped).",
     ["reason"],
 )
+CONFIG_PARSE = Histogram(
+    "dra_kwok_config_parse_seconds",
+    "Time to parse and validate a changed config.yaml (in a worker thread; an unchanged text is not parsed).",
+    buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
