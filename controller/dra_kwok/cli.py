@@ -570,8 +570,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--driver",
         action="append",
-        help="a driver whose labelled slices we may delete even if no configuration names it now "
-        "(repeatable; env DRA_KWOK_DRIVERS, comma-separated; default: none)",
+        help="no longer needed, accepted and ignored: every slice with this installation's managed-by "
+        "label is its own, whatever driver it names (repeatable; env DRA_KWOK_DRIVERS, comma-separated; "
+        "default: none)",
     )
     run.add_argument(
         "--metrics-port",

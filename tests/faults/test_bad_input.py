@@ -284,7 +284,7 @@ CONFIG_CASES = [
         lambda t: edit(t, _oversized),
         "oversized-strings",
         "at most 63 characters (has 100000)",
-        "at most 64 characters (has 100000)",
+        "at most 64 bytes of UTF-8 (has 100000)",
     ),
     text(
         lambda t: edit(t, _wrong_types),
@@ -343,7 +343,10 @@ def test_bad_configmap_is_reported_and_the_last_good_configuration_kept(good: Wo
     assert_kept(world, before, writes)
 
 
-def test_unknown_keys_are_warned_about_and_never_reach_the_api(good: World) -> None:
+def test_unknown_keys_are_errors_and_never_reach_the_api(good: World) -> None:
+    """A misspelt key is an error (a typo such as `cont: 2` would otherwise change what is
+    published without a word): every one is named with the nearest field, and the last good
+    configuration stays in force."""
     world = good
     before, writes = world.snapshot(), world.ctl.writes()
     doc = good_config(world.scenario.tag)
@@ -352,27 +355,27 @@ def test_unknown_keys_are_warned_about_and_never_reach_the_api(good: World) -> N
     doc["mappings"][0]["resourceSlice"]["devices"][0]["atributes"] = {"model": "a100"}
     rv = world.set_config(dump(doc))
 
-    def warning() -> dict[str, Any] | None:
+    def invalid() -> dict[str, Any] | None:
         return next(
             (
                 e
-                for e in events(world.scenario.cluster, world.scenario.namespace, "ConfigurationWarnings", CM)
+                for e in events(world.scenario.cluster, world.scenario.namespace, "InvalidConfiguration", CM)
                 if e["involvedObject"].get("resourceVersion") == rv
             ),
             None,
         )
 
-    message = wait_until(warning, timeout=20, what="a ConfigurationWarnings Event", describe=world.ctl.log)["message"]
+    message = wait_until(invalid, timeout=20, what="an InvalidConfiguration Event", describe=world.ctl.log)["message"]
+    assert "the last valid configuration stays in force" in message, message
     rs = "mappings[0].resourceSlice"
-    for path in ("mapingz", f"{rs}.sharedCounter", f"{rs}.devices[0].atributes"):
-        assert f"{path}: unknown field, ignored" in message, message
+    for path, near in (("mapingz", "mappings"), (f"{rs}.sharedCounter", "sharedCounters"),
+                       (f"{rs}.devices[0].atributes", "attributes")):  # fmt: skip
+        assert f"{path}: unknown field; fix: did you mean {near!r}?" in message, message
     wait_until(
         lambda: "mappings[0].resourceSlice.devices[0].atributes: unknown field" in world.ctl.log(),
         timeout=10,
-        what="the warning in the log",
+        what="the error in the log",
     )
-    # The configuration is in force (it means the same as before): nothing to write, and the
-    # misspelt field is nowhere in what is published.
     assert_kept(world, before, writes)
     assert "atributes" not in json.dumps(world.scenario.slices())
 

@@ -332,7 +332,8 @@ def test_only_kwok_nodes_and_only_own_slices(scenario: Scenario, controller: Con
     )
     node = scenario.unique("kwok")
     scenario.node(node)
-    # A slice with our label but another driver, and an unlabelled slice on our node: both stay.
+    # A slice with our label but another driver is ours (nothing desires it: deleted); an
+    # unlabelled slice on our node is someone else's (it stays).
     foreign = {
         "apiVersion": "resource.k8s.io/v1",
         "kind": "ResourceSlice",
@@ -353,7 +354,13 @@ def test_only_kwok_nodes_and_only_own_slices(scenario: Scenario, controller: Con
         timeout=10,
         what="our slice on the KWOK node",
     )
+    wait_until(
+        lambda: f"{node}-foreign" not in {s["metadata"]["name"] for s in scenario.slices(node)},
+        timeout=10,
+        what="our labelled slice of a driver nothing names to be deleted",
+    )
     time.sleep(1.5)
     names = {s["metadata"]["name"] for s in cluster.get_json("resourceslices")["items"]}
-    assert {f"{node}-foreign", f"{node}-theirs", f"{node}-devices"} <= names
+    assert {f"{node}-theirs", f"{node}-devices"} <= names
+    assert f"{node}-foreign" not in names
     assert not [n for n in names if n.startswith(real)]

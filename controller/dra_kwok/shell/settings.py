@@ -21,7 +21,7 @@ class Settings:
     kwok_nodes: KwokNodeRule = field(default_factory=KwokNodeRule)
     managed_by: str = DEFAULT_MANAGED_BY
     field_manager: str = DEFAULT_FIELD_MANAGER
-    owned_drivers: frozenset[str] = frozenset()
+    owned_drivers: frozenset[str] = frozenset()  # --driver: parsed for compatibility, no longer used
     metrics_port: int | None = 8080  # None: not served; 0: any free port (logged)
     health_port: int | None = 8081  # None: not served; 0: any free port (logged)
     bind_address: str = "0.0.0.0"
