@@ -17,7 +17,7 @@ from dra_kwok.core.render import LABEL_MANAGED_BY
 from tests.integration.conftest import CRD_FILE, DRIVER, Scenario
 from tests.support.chart import Release, find
 from tests.support.cluster import Cluster, kwok_node
-from tests.support.controller import ControllerProcess, free_port
+from tests.support.controller import ControllerProcess
 from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.cluster
@@ -111,8 +111,6 @@ def test_readyz_fails_while_the_service_account_is_refused_and_recovers_by_itsel
     try:
         release.install(
             {
-                "metrics": {"port": free_port()},
-                "health": {"port": free_port()},
                 "config": {
                     "driver": DRIVER,
                     "mappings": [

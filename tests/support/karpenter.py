@@ -195,10 +195,8 @@ def running_karpenter(cluster: Cluster, workdir: Path, **kwargs: Any) -> Iterato
 
 # --- our chart, with the controller as a process: tests/support/chart.py --------------------------
 def driver_values(driver: str, mappings: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Chart values: free local ports for the process standing in for the pod, the given mappings."""
+    """Chart values with the given mappings (the process standing in for the pod binds free ports itself)."""
     return {
-        "metrics": {"port": free_port()},
-        "health": {"port": free_port()},
         "config": {"driver": driver, "mappings": list(mappings)},
     }
 
