@@ -441,10 +441,13 @@ class Controller:
         self.tasks = [t for t in self.tasks if not t.done()]
 
     async def _resync_loop(self) -> None:
-        """Safety net: re-plan every node now and then; writes happen only where something differs."""
+        """Safety net: re-plan every node now and then; writes happen only where something differs.
+        Content the apiserver rejected is tried once more then (an admission policy or a feature
+        gate may have changed meanwhile): every few minutes, never in a loop."""
         while True:
             await asyncio.sleep(self.settings.resync_seconds)
             metrics.RESYNCS.inc()
+            self.world.rejected.clear()
             self._mark(self.world.all_nodes())
 
     # --- health and metrics --------------------------------------------------------------------
