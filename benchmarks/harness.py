@@ -147,6 +147,7 @@ def config_text(tag: str, marker: str, devices: int) -> str:
     )
 
 
+CRD_FILE = Path(__file__).resolve().parents[1] / "crds" / "test.karpenter.sh_dranodeoverlays.yaml"
 PROBE_TYPE = "reload-probe"  # the instance type of the node whose mapping the reload edits
 RELOAD_BYTES = 1_000_000  # the size of the large config.yaml
 
@@ -196,8 +197,12 @@ class Bench:
     def setup(self) -> None:
         """A namespace for the ConfigMap, and a ServiceAccount for the controller and the ceiling:
         their requests then show up in the apiserver's own metrics under APF flow schema
-        `service-accounts`, apart from the benchmark's (admin, exempt) and the cluster's."""
+        `service-accounts`, apart from the benchmark's (admin, exempt) and the cluster's. The
+        DRANodeOverlay CRD is installed, as the chart installs it (with none, the controller asks
+        every 10 s whether it has appeared)."""
         k = self.cluster.kubectl
+        k("apply", "--server-side", "--force-conflicts", "-f", str(CRD_FILE))
+        k("wait", "--for=condition=Established", "crd/dranodeoverlays.test.karpenter.sh", "--timeout=60s")
         k("create", "namespace", self.namespace)
         k("create", "serviceaccount", SERVICE_ACCOUNT, "-n", self.namespace)
         k(

@@ -219,69 +219,97 @@ def load_config_text(text: str) -> tuple[FallbackConfig | None, list[Issue]]:
     return load_config_data(data)
 
 
-# Anchors, aliases or directives anywhere (or text that looks like them): the general path.
-_SHARED_NODES = re.compile(r"(?:^|[\s\[{,:-])[&*][^\s,\[\]{}]|^%", re.MULTILINE)
-# A mapping's YAML, by (its column, its text), as constructed and checked before: with no
-# anchors, aliases or directives, the same text at the same column is the same data.
-_ITEM_CACHE: dict[tuple[int, str], tuple[Any, int]] = {}
+# Anchors, aliases, directives or document markers anywhere (or text that looks like them): the
+# general path. (The fast path's chunks would not share anchors, nor see a second document.)
+_SHARED_NODES = re.compile(r"(?:^|[\s\[{,:-])[&*][^\s,\[\]{}]|^%|^---|^\.\.\.", re.MULTILINE)
+_MAPPINGS_KEY = re.compile(r"mappings:[ ]*(?:#.*)?")
+_ITEM_START = re.compile(r"( *)-(?: |$)")
+# A mapping's YAML (the lines of one `- ` item, as written) -> its data and node count, as parsed
+# and checked before: with no anchors, aliases or directives, the same lines are the same data.
+_ITEM_CACHE: dict[str, tuple[Any, int]] = {}
 ITEM_CACHE_SIZE = 20_000
 
 
 def parse_config_yaml(text: str) -> tuple[Any, list[Issue]]:
-    """`parse_yaml` for config.yaml, reusing what it built for each mapping whose text has not
-    changed: a 1 MB configuration with a few mappings edited is composed (by libyaml) but not
-    checked and constructed again, item by item. The result is the same as `parse_yaml`'s."""
+    """`parse_yaml` for config.yaml, fast for a large file of which a few mappings changed: the
+    block sequence under `mappings:` is cut into its items by their lines, and an item whose lines
+    are unchanged is not parsed again. Anything unusual (anchors, flow style, a second document, an
+    item that does not parse on its own) takes `parse_yaml`'s path: the result is always the same as
+    `parse_yaml`'s, with the same line numbers."""
     what = "config.yaml"
-    if _SHARED_NODES.search(text):
+    split = None if _SHARED_NODES.search(text) else _split_mappings(text)
+    if split is None:
         return parse_yaml(text, what)
-    try:
-        loader = _Loader(text)
-        try:
-            root = loader.get_single_node()
-            seq = _mappings_node(root)
-            if root is None or seq is None:
-                loader.dispose()
-                return parse_yaml(text, what)
-            items, seq.value = seq.value, []
-            problems = _checked_node(root, what, 1)  # everything but the mappings' items
-            size = _expanded_size(root, {})
-            data = None if problems else loader.construct_document(root)
-            built: list[Any] = []
-            for index, item in enumerate(items):
-                key = (item.start_mark.column, text[item.start_mark.index : item.end_mark.index])
-                cached = _ITEM_CACHE.get(key)
-                if cached is None:
-                    found = _duplicate_keys(item, ("mappings", index), set(), what)
-                    cached = (None if found else loader.construct_object(item, deep=True), _expanded_size(item, {}))
-                    problems += found
-                    if not found:
-                        if len(_ITEM_CACHE) >= ITEM_CACHE_SIZE:
-                            _ITEM_CACHE.clear()
-                        _ITEM_CACHE[key] = cached
-                built.append(cached[0])
-                size += cached[1]
-            if size > MAX_YAML_NODES:
-                return None, [Issue((), f"{what} has {size} YAML nodes (at most {MAX_YAML_NODES})", fix="split it up")]
-            if problems or not isinstance(data, dict):
-                return None, problems
-            data["mappings"] = built
-            return data, []
-        finally:
-            loader.dispose()
-    except yaml.YAMLError as exc:
-        return None, [_yaml_error(exc, what, 1)]
-    except RecursionError:
-        return None, [Issue((), f"{what} is nested too deeply to parse", fix="flatten the document")]
+    head, items = split
+    data, problems = parse_yaml(head, what)
+    if problems or not isinstance(data, dict) or "mappings" not in data or data["mappings"] is not None:
+        return parse_yaml(text, what)
+    size = 0
+    built: list[Any] = []
+    for index, (first_line, chunk) in enumerate(items):
+        cached = _ITEM_CACHE.get(chunk)
+        if cached is None:
+            try:
+                loader = _Loader(chunk)
+                try:
+                    node = loader.get_single_node()
+                    if not isinstance(node, yaml.SequenceNode) or len(node.value) != 1:
+                        return parse_yaml(text, what)
+                    item = node.value[0]
+                    found = _duplicate_keys(item, ("mappings", index), set(), what, first_line)
+                    if found:
+                        return parse_yaml(text, what)  # its findings, in the whole file's order
+                    cached = (loader.construct_object(item, deep=True), _expanded_size(item, {}))
+                finally:
+                    loader.dispose()
+            except (yaml.YAMLError, RecursionError):
+                return parse_yaml(text, what)  # the error as the whole file gives it
+            if len(_ITEM_CACHE) >= ITEM_CACHE_SIZE:
+                _ITEM_CACHE.clear()
+            _ITEM_CACHE[chunk] = cached
+        built.append(cached[0])
+        size += cached[1]
+    if size > MAX_YAML_NODES:
+        return parse_yaml(text, what)
+    data["mappings"] = built
+    return data, []
 
 
-def _mappings_node(root: yaml.Node | None) -> yaml.SequenceNode | None:
-    """The block or flow sequence under the top-level key `mappings`, if it is one."""
-    if not isinstance(root, yaml.MappingNode):
+def _split_mappings(text: str) -> tuple[str, list[tuple[int, str]]] | None:
+    """The text with the items of the top-level block sequence `mappings:` blanked out (so the
+    other lines keep their numbers), and each item's first line number and lines; None when the
+    file is not laid out that way."""
+    lines = text.split("\n")
+    start = next((i for i, line in enumerate(lines) if _MAPPINGS_KEY.fullmatch(line)), None)
+    if start is None:
         return None
-    for key, value in root.value:
-        if isinstance(key, yaml.ScalarNode) and key.value == "mappings" and isinstance(value, yaml.SequenceNode):
-            return value
-    return None
+    items: list[tuple[int, list[str]]] = []
+    indent: int | None = None
+    end = len(lines)
+    for i in range(start + 1, len(lines)):
+        line = lines[i]
+        stripped = line.lstrip(" ")
+        if line.startswith("\t") or "\t" in line[: len(line) - len(stripped)]:
+            return None
+        if not stripped or stripped.startswith("#"):
+            if items:
+                items[-1][1].append(line)
+            continue
+        m = _ITEM_START.match(line)
+        depth = len(line) - len(stripped)
+        if m is not None and (indent is None or depth == indent):
+            indent = depth
+            items.append((i + 1, [line]))
+        elif indent is not None and depth > indent:
+            items[-1][1].append(line)
+        else:
+            end = i
+            break
+    if not items:
+        return None
+    first = items[0][0] - 1
+    head = lines[:first] + [""] * (end - first) + lines[end:]
+    return "\n".join(head), [(n, "\n".join(chunk) + "\n") for n, chunk in items]
 
 
 def load_config_data(data: Any) -> tuple[FallbackConfig | None, list[Issue]]:

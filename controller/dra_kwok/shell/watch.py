@@ -10,8 +10,8 @@ reported DELETED, so a deletion during the gap is not missed. The World, not thi
 is held: it also knows the slices we have just written, whose watch events may not have come yet.
 
 A kind that may not be served (the DRANodeOverlay CRD, deleted or not installed yet) is `optional`:
-while the API answers 404 its objects count as deleted and it is listed again every few seconds,
-so a CRD created later takes effect without a restart.
+while the API answers 404 its objects count as deleted and it is listed again after 2, 4, 8, then
+every 10 seconds, so a CRD created later takes effect without a restart.
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ Handler = Callable[[str | None, Mapping[str, Any]], None]
 Missing = Callable[[Iterable[str], float], list[str]]
 SERVER_TIMEOUT = 600  # seconds the apiserver keeps one watch open
 MAX_BACKOFF = 5.0  # a reconnect attempt costs nothing; after an outage, resume within seconds
-ABSENT_POLL = 2.0  # seconds between listings of an optional kind the API does not serve
+ABSENT_POLL = 2.0  # seconds before listing again an optional kind the API does not serve,
+ABSENT_POLL_MAX = 10.0  # doubling up to this: a CRD created later applies within seconds, cheaply
 
 
 class Gone(Exception):
@@ -66,6 +67,7 @@ class Reflector:
         self.label_selector = label_selector
         self.optional = optional
         self.absent = False  # an optional kind the API answered 404 for at the last listing
+        self.absent_poll = ABSENT_POLL
         self.resource_version = ""
         self.events_counter = metrics.WATCH_EVENTS.labels(kind=kind)  # looked up once, not per event
 
@@ -93,7 +95,7 @@ class Reflector:
             self._not_served(since)
             return
         if self.absent:
-            self.absent = False
+            self.absent, self.absent_poll = False, ABSENT_POLL
             log.warning("%s: the API serves %s again; its objects take effect", self.kind, self.path)
         for name in self.missing(listed, since):
             log.info("%s %s was deleted while the watch was down", self.kind, name)
@@ -106,11 +108,11 @@ class Reflector:
             self.absent = True
             log.warning(
                 "%s: the API does not serve %s (its CRD is not installed or was deleted): every %s counts "
-                "as absent until it is served again (checked every %.0fs)",
+                "as absent until it is served again (checked again within %.0fs)",
                 self.kind,
                 self.path,
                 self.kind,
-                ABSENT_POLL,
+                ABSENT_POLL_MAX,
             )
         for name in self.missing([], since):
             self._deliver("DELETED", {"metadata": {"name": name}})
@@ -124,7 +126,8 @@ class Reflector:
                 if not self.resource_version:
                     await self.list()
                 if self.absent:
-                    await asyncio.sleep(ABSENT_POLL)
+                    await asyncio.sleep(self.absent_poll)
+                    self.absent_poll = min(ABSENT_POLL_MAX, 2 * self.absent_poll)
                     continue
                 await self._watch()
                 failures = 0

@@ -802,6 +802,15 @@ mappings:
         "mappings:\n    - name: a\n      nodeSelector: {}\n      resourceSlice: {}\n",  # other columns
         "mappings: []\n",
         "mappings: 7\n",
+        "mappings:  # the rules\n  - name: a\n    nodeSelector: {}\n\n  # the next\n"
+        "  - {name: b, nodeSelector: {}, resourceSlice: {}}\nafter: 1\n",
+        'mappings:\n- name: "a\n- b"\n  nodeSelector: {}\n- name: c\n',  # a quoted scalar across item-looking lines
+        "mappings:\n- name: a\n  note: |\n    - not an item\n  nodeSelector: {}\n- name: b\n",
+        "mappings:\n- name: a\n-\n- name: b\n",  # an empty item
+        "mappings:\n- name: a\n\t- name: b\n",  # a tab
+        "mappings:\n- name: a\n---\nmappings: []\n",  # a second document
+        "driver: x\nmappings:\n- name: a\ndriver: y\n",  # a key twice around the items
+        "mappings:\n- name: a\n  name: b\n- name: c\n  x: [1\n",  # a key twice and a syntax error
         "- just a list\n",
         "",
     ],
@@ -831,3 +840,24 @@ def test_every_bad_label_of_a_selector_is_reported_not_only_the_first() -> None:
     (issue,) = config_errors(config(mapping(labels={"bad key": "a", "zone": "not ok"})))
     assert issue.message.startswith("label 'bad key'='a': ")
     assert "; label 'zone'='not ok': " in issue.message
+
+
+def test_a_usual_layout_takes_the_per_item_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not a matter of results (they are equal either way) but of cost: a block-style config is
+    cut into items, and only its head goes through the whole-document parser."""
+    import dra_kwok.core.config as config
+
+    seen: list[str] = []
+    real = config.parse_yaml
+
+    def spy(text: str, what: str, first_line: int = 1) -> Any:
+        seen.append(text)
+        return real(text, what, first_line)
+
+    monkeypatch.setattr(config, "parse_yaml", spy)
+    for text in (RELOAD_BASE, RELOAD_BASE.replace("count: 2", "count: 5"), RELOAD_BASE + "# end\n"):
+        seen.clear()
+        data, issues = parse_config_yaml(text)
+        assert not issues and [m["name"] for m in data["mappings"]] == ["a", "b"]
+        assert len(seen) == 1 and "- name:" not in seen[0], seen
+        assert seen[0].count("\n") == text.count("\n"), "the head keeps every line's number"

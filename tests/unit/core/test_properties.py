@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dra_kwok.core import names
-from dra_kwok.core.config import EMPTY_CONFIG, load_config_data, load_config_text
+from dra_kwok.core.config import EMPTY_CONFIG, load_config_data, load_config_text, parse_config_yaml, parse_yaml
 from dra_kwok.core.issues import Issue, errors, format_path
 from dra_kwok.core.overlay import load_overlay
 from dra_kwok.core.plan import plan_node
@@ -290,3 +290,22 @@ def test_planning_converges_and_keeps_pools_consistent(
         expected = sorted(s.name for s in want.all_slices()) if want else []
         assert sorted(api.objects) == expected
     assert api.objects == {}
+
+
+# --- config.yaml's fast reload path reads exactly what the general parser reads -------------------
+@PROPERTY
+@given(
+    doc=gen.valid_config_documents(max_devices=20, max_mappings=4, max_templates=2),
+    indent=st.sampled_from([2, 4]),
+    flow=st.sampled_from([False, None]),
+    extra=st.sampled_from(["", "# trailing comment\n", "other: 1\n", "\n\n# between\n"]),
+    edit=st.integers(0, 3),
+)
+def test_parse_config_yaml_equals_parse_yaml(doc: dict[str, Any], indent: int, flow: bool | None, extra: str,
+                                             edit: int) -> None:  # fmt: skip
+    text = yaml.safe_dump(doc, indent=indent, default_flow_style=flow, sort_keys=False)
+    lines = text.split("\n")
+    where = min(edit * 3 + 2, len(lines) - 1)
+    text = "\n".join([*lines[:where], "  # a comment" if edit % 2 else "", *lines[where:]]) + extra
+    for _ in range(2):  # the second time from what the first remembered
+        assert parse_config_yaml(text) == parse_yaml(text, "config.yaml")
