@@ -130,6 +130,8 @@ class ControllerProcess:
 
     def metrics(self) -> dict[str, float]:
         """Samples by name with labels, e.g. `dra_kwok_api_writes_total{verb="apply"}`."""
+        if not self._read_ports():  # started without waiting: the ports show in the log soon
+            wait_until(self._read_ports, timeout=30, what="the controller's ports in its log", describe=self.log)
         with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:
             text = r.read().decode()
         out: dict[str, float] = {}
