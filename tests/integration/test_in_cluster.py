@@ -37,6 +37,18 @@ NO_NODE = {"dra-kwok.test/pod-runner": "the-test"}
 TIMEOUT = 60.0
 
 
+def installed_pod(release: Release, values: dict[str, Any]) -> dict[str, Any]:
+    """Installs the chart with its Deployment's Pod (left Pending: no kubelet) and returns the Pod."""
+    release.install(values, pods=True)
+    selector = f"app.kubernetes.io/instance={release.name},app.kubernetes.io/component=controller"
+    pod: dict[str, Any] = wait_until(
+        lambda: (release.cluster.get_json("pods", "-n", release.namespace, "-l", selector)["items"] or [None])[0],
+        timeout=TIMEOUT,
+        what="the Deployment's Pod",
+    )
+    return pod
+
+
 def test_dockerfile_is_what_the_pod_test_reproduces() -> None:
     """tests/support/pod.py stands in for the image's venv with the test venv, which `pip install
     -e .[dev]` made from the same pyproject.toml. That holds only while the Dockerfile installs the
@@ -91,13 +103,7 @@ def test_controller_runs_in_cluster_as_its_pod(
     }
     container: PodContainer | None = None
     try:
-        release.install(values, pods=True)
-        selector = f"app.kubernetes.io/instance={release.name},app.kubernetes.io/component=controller"
-        pod = wait_until(
-            lambda: (cluster.get_json("pods", "-n", namespace, "-l", selector)["items"] or [None])[0],
-            timeout=TIMEOUT,
-            what="the Deployment's Pod",
-        )
+        pod = installed_pod(release, values)
         assert not pod["spec"].get("nodeName"), "the Pod was scheduled: kwok would fake it"
         workdir = tmp_path / "pod"
         workdir.mkdir()
@@ -163,13 +169,7 @@ def test_controller_runs_as_a_uid_the_image_does_not_know(
     }  # fmt: skip
     container: PodContainer | None = None
     try:
-        release.install(values, pods=True)
-        selector = f"app.kubernetes.io/instance={release.name},app.kubernetes.io/component=controller"
-        pod = wait_until(
-            lambda: (cluster.get_json("pods", "-n", namespace, "-l", selector)["items"] or [None])[0],
-            timeout=TIMEOUT,
-            what="the Deployment's Pod",
-        )
+        pod = installed_pod(release, values)
         (workdir := tmp_path / "pod").mkdir()
         container = PodContainer(cluster, pod, Image.from_dockerfile(), workdir).start()
         assert container.spec["uid"] == uid
@@ -192,13 +192,7 @@ def test_controller_started_while_the_apiserver_is_unreachable_becomes_ready_onc
     release = Release(cluster, unique_name("pod"), namespace, tmp_path)
     container: PodContainer | None = None
     try:
-        release.install({"nodeSelector": NO_NODE}, pods=True)
-        selector = f"app.kubernetes.io/instance={release.name},app.kubernetes.io/component=controller"
-        pod = wait_until(
-            lambda: (cluster.get_json("pods", "-n", namespace, "-l", selector)["items"] or [None])[0],
-            timeout=TIMEOUT,
-            what="the Deployment's Pod",
-        )
+        pod = installed_pod(release, {"nodeSelector": NO_NODE})
         (workdir := tmp_path / "pod").mkdir()
         container = PodContainer(cluster, pod, Image.from_dockerfile(), workdir, apiserver_down_for=30.0).start()
         # Unreachable for 30 s, then reachable: ready within the time kopf takes to retry a startup
