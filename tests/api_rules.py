@@ -1,8 +1,10 @@
 """The resource.k8s.io/v1 rules for ResourceSlices that can be checked without an apiserver.
 
-Written independently of `dra_kwok.core` (own regexes and limits, from `dra-api.md` 3-5, strictest
-of Kubernetes 1.34-1.36) so it can serve as an oracle for what the core renders. Each function
-returns a list of human-readable problems; empty means the object passes.
+Written independently of `dra_kwok.core` (own regexes and limits, from `dra-api.md` 3-5 and each
+release's pkg/apis/resource/validation, v1.34.4 to v1.37.2) so it can serve as an oracle for what
+the core renders. `minor` is the Kubernetes minor whose rules apply (1.34 differs: 4 taints, no
+effect None, counters in the slice of the devices using them, 1024 consumed counters per slice).
+Each function returns a list of human-readable problems; empty means the object passes.
 """
 
 from __future__ import annotations
@@ -28,11 +30,12 @@ QUANTITY = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)(Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|
 MAX_DEVICES = 128
 MAX_DEVICES_ADVANCED = 64
 MAX_ATTRIBUTES_AND_CAPACITIES = 32
-MAX_TAINTS = 4
-MAX_COUNTER_SETS = 8
-MAX_SHARED_COUNTERS = 32
-MAX_CONSUMPTIONS_PER_DEVICE = 2
-MAX_CONSUMED_COUNTERS_PER_SLICE = 1024
+MAX_TAINTS = {34: 4}  # 16 from 1.35
+MAX_COUNTER_SETS = 8  # 1.35+
+MAX_COUNTERS_PER_SET = 32  # 1.35+; 1.34: 32 across all sets of a slice
+MAX_CONSUMPTIONS_PER_DEVICE = 2  # 1.35+, each of at most 32 counters; 1.34: 32 counters in all
+MAX_CONSUMED_COUNTERS_PER_SLICE = 1024  # 1.34 only
+NEWEST = 37
 MAX_BINDING_CONDITIONS = 4
 INT64 = (-(2**63), 2**63 - 1)
 
@@ -90,7 +93,7 @@ def _attribute_problems(where: str, attr: Any) -> list[str]:
     return [] if ok else [f"{where}: invalid {kind} value {value!r}"]
 
 
-def device_problems(where: str, device: Mapping[str, Any]) -> list[str]:
+def device_problems(where: str, device: Mapping[str, Any], minor: int = NEWEST) -> list[str]:
     out: list[str] = []
     if not is_dns_label(device.get("name")):
         out.append(f"{where}.name {device.get('name')!r} is not a DNS label")
@@ -110,16 +113,21 @@ def device_problems(where: str, device: Mapping[str, Any]) -> list[str]:
         elif "requestPolicy" in cap and device.get("allowMultipleAllocations") is not True:
             out.append(f"{where}.capacity[{key!r}]: requestPolicy without allowMultipleAllocations")
     taints = device.get("taints") or []
-    if len(taints) > MAX_TAINTS:
-        out.append(f"{where}: more than {MAX_TAINTS} taints")
+    max_taints = MAX_TAINTS.get(minor, 16)
+    if len(taints) > max_taints:
+        out.append(f"{where}: more than {max_taints} taints")
+    effects = ("NoSchedule", "NoExecute") if minor == 34 else ("NoSchedule", "NoExecute", "None")
     for t in taints:
-        if t.get("effect") not in ("NoSchedule", "NoExecute", "None"):
+        if t.get("effect") not in effects:
             out.append(f"{where}: taint effect {t.get('effect')!r}")
         if not is_label_name(t.get("key", "")) or not is_label_value(t.get("value", "")):
             out.append(f"{where}: taint {t!r} has an invalid key or value")
     uses = device.get("consumesCounters") or []
-    if len(uses) > MAX_CONSUMPTIONS_PER_DEVICE:
-        out.append(f"{where}: more than {MAX_CONSUMPTIONS_PER_DEVICE} consumesCounters entries")
+    if minor == 34:
+        if sum(len(u.get("counters") or {}) for u in uses) > 32:
+            out.append(f"{where}: more than 32 counters consumed (1.34)")
+    elif len(uses) > MAX_CONSUMPTIONS_PER_DEVICE or any(len(u.get("counters") or {}) > 32 for u in uses):
+        out.append(f"{where}: more than {MAX_CONSUMPTIONS_PER_DEVICE} consumesCounters entries, or 32 counters in one")
     if len({u.get("counterSet") for u in uses}) != len(uses):
         out.append(f"{where}: a counter set is consumed twice")
     for u in uses:
@@ -141,7 +149,7 @@ def device_problems(where: str, device: Mapping[str, Any]) -> list[str]:
     return out
 
 
-def resource_slice_problems(obj: Mapping[str, Any]) -> list[str]:
+def resource_slice_problems(obj: Mapping[str, Any], minor: int = NEWEST) -> list[str]:
     """Problems of one ResourceSlice manifest on its own."""
     out: list[str] = []
     if obj.get("apiVersion") != "resource.k8s.io/v1" or obj.get("kind") != "ResourceSlice":
@@ -174,23 +182,30 @@ def resource_slice_problems(obj: Mapping[str, Any]) -> list[str]:
         out.append("spec.pool.resourceSliceCount must be > 0")
     devices = spec.get("devices") or []
     shared = spec.get("sharedCounters") or []
-    if devices and shared:
+    if minor == 34:
+        here = {s.get("name"): set(s.get("counters") or {}) for s in shared}
+        for d in devices:
+            for u in d.get("consumesCounters") or []:
+                if not set(u.get("counters") or {}) <= here.get(u.get("counterSet"), set()):
+                    out.append(f"device {d.get('name')!r} consumes counters not in this slice (1.34)")
+    elif devices and shared:
         out.append("only one of devices and sharedCounters may be set (1.35+)")
-    advanced = any(d.get("taints") or d.get("consumesCounters") for d in devices)
+    advanced = minor > 34 and any(d.get("taints") or d.get("consumesCounters") for d in devices)
     limit = MAX_DEVICES_ADVANCED if advanced else MAX_DEVICES
     if len(devices) > limit:
         out.append(f"{len(devices)} devices, over the limit of {limit}")
     consumed = sum(len(u.get("counters") or {}) for d in devices for u in d.get("consumesCounters") or [])
-    if consumed > MAX_CONSUMED_COUNTERS_PER_SLICE:
+    if minor == 34 and consumed > MAX_CONSUMED_COUNTERS_PER_SLICE:
         out.append(f"{consumed} consumed counters in the slice, over {MAX_CONSUMED_COUNTERS_PER_SLICE}")
     names = Counter(d.get("name") for d in devices)
     out += [f"device name {n!r} repeated in the slice" for n, c in names.items() if c > 1]
     for i, d in enumerate(devices):
-        out += device_problems(f"spec.devices[{i}]", d)
-    if len(shared) > MAX_COUNTER_SETS:
-        out.append("more than 8 counter sets")
-    if sum(len(s.get("counters") or {}) for s in shared) > MAX_SHARED_COUNTERS:
-        out.append("more than 32 shared counters")
+        out += device_problems(f"spec.devices[{i}]", d, minor)
+    if minor == 34:
+        if sum(len(s.get("counters") or {}) for s in shared) > 32:
+            out.append("more than 32 shared counters (1.34)")
+    elif len(shared) > MAX_COUNTER_SETS or any(len(s.get("counters") or {}) > MAX_COUNTERS_PER_SET for s in shared):
+        out.append(f"more than {MAX_COUNTER_SETS} counter sets, or {MAX_COUNTERS_PER_SET} counters in one")
     for s in shared:
         if not is_dns_label(s.get("name")) or not s.get("counters"):
             out.append(f"bad counter set {s!r}")
@@ -233,7 +248,7 @@ def pool_problems(slices: Sequence[Mapping[str, Any]]) -> list[str]:
     return out
 
 
-def node_problems(slices: Iterable[Mapping[str, Any]]) -> list[str]:
+def node_problems(slices: Iterable[Mapping[str, Any]], minor: int = NEWEST) -> list[str]:
     """Problems of all slices published for one node: each slice valid, each pool consistent, names unique."""
     slices = list(slices)
     out: list[str] = []
@@ -241,7 +256,7 @@ def node_problems(slices: Iterable[Mapping[str, Any]]) -> list[str]:
     out += [f"slice name {n!r} used twice" for n, c in names.items() if c > 1]
     by_pool: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
     for s in slices:
-        out += [f"{s['metadata']['name']}: {p}" for p in resource_slice_problems(s)]
+        out += [f"{s['metadata']['name']}: {p}" for p in resource_slice_problems(s, minor)]
         by_pool.setdefault((s["spec"]["driver"], s["spec"]["pool"]["name"]), []).append(s)
     for key, members in by_pool.items():
         out += [f"pool {key}: {p}" for p in pool_problems(members)]

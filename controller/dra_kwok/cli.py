@@ -42,6 +42,18 @@ from .core.plan import plan_node
 from .core.render import DEFAULT_MANAGED_BY, NodeRef, RenderError, render
 from .core.resolve import KwokNodeRule, order_overlays, resolve
 from .core.selectors import first_failing_requirement, first_failing_selector_term
+from .core.validation import extended_resource_issues
+from .core.versions import (
+    DEFAULT_TARGET,
+    NEWEST,
+    RELEASES,
+    SUPPORTED_MINORS,
+    Target,
+    VersionError,
+    parse_gates,
+    support_table_markdown,
+)
+from .core.versions import target as version_target
 from .shell.settings import DEFAULT_NAMESPACE, Settings
 
 
@@ -116,7 +128,7 @@ def _child(node: yaml.Node | None, *keys: str | int) -> yaml.Node | None:
 def _kind_of(doc: Any) -> str:
     if isinstance(doc, Mapping):
         kind = doc.get("kind")
-        if kind in ("ConfigMap", OVERLAY_KIND, "List", "NodeOverlay", "Node"):
+        if kind in ("ConfigMap", OVERLAY_KIND, "List", "NodeOverlay", "Node", "DeviceClass"):
             return str(kind)
         if kind:
             return "other"
@@ -156,7 +168,7 @@ def _not_a_dranodeoverlay(doc: Mapping[str, Any]) -> list[Issue]:
 
 
 def _load_config_doc(
-    doc: Any, key: str, node: yaml.Node | None, path: str
+    doc: Any, key: str, node: yaml.Node | None, path: str, target: Target
 ) -> tuple[FallbackConfig | None, list[Issue]]:
     """A ConfigMap's or a bare config.yaml's configuration; lines inside a ConfigMap's embedded
     config.yaml are counted in the file when it is a block scalar (`config.yaml: |`)."""
@@ -169,9 +181,9 @@ def _load_config_doc(
         data, issues = parse_yaml(text, what, first_line or 1)
         if issues:
             return None, [i.under(("data", key)) for i in issues]
-        cfg, issues = load_config_data(data)
+        cfg, issues = load_config_data(data, target)
         return cfg, [i.under(("data", key)) for i in issues]
-    return load_config_data(doc)
+    return load_config_data(doc, target)
 
 
 def _print_issues(out: TextIO, where: str, issues: Sequence[Issue]) -> None:
@@ -180,19 +192,33 @@ def _print_issues(out: TextIO, where: str, issues: Sequence[Issue]) -> None:
 
 
 # --- validate ----------------------------------------------------------------------------------
-def _validate_doc(doc: Any, key: str, node: yaml.Node | None = None, path: str = "-") -> tuple[str, list[Issue]]:
-    """(a label for the document, its findings); `node` and `path` give file lines to an embedded config.yaml."""
+def _validate_doc(
+    doc: Any, key: str, target: Target = DEFAULT_TARGET, node: yaml.Node | None = None, path: str = "-"
+) -> tuple[str, list[Issue]]:
+    """(a label for the document, its findings for `target`); `node` and `path` give file lines
+    to an embedded config.yaml."""
     kind = _kind_of(doc)
     name = (doc.get("metadata") or {}).get("name", "?") if isinstance(doc, Mapping) else "?"
     if kind in (OVERLAY_KIND, "NodeOverlay"):
         wrong = _not_a_dranodeoverlay(doc)
-        return f" {kind}/{name}", wrong or load_overlay(doc)[1]
+        return f" {kind}/{name}", wrong or load_overlay(doc, target)[1]
     if kind == "ConfigMap":
-        return f" ConfigMap/{name}", _load_config_doc(doc, key, node, path)[1]
+        return f" ConfigMap/{name}", _load_config_doc(doc, key, node, path, target)[1]
     if kind == "config":
-        return "", _load_config_doc(doc, key, node, path)[1]
+        return "", _load_config_doc(doc, key, node, path, target)[1]
+    if kind == "DeviceClass":
+        spec = doc.get("spec")
+        named = isinstance(spec, Mapping) and bool(spec.get("extendedResourceName"))
+        return f" DeviceClass/{name}", extended_resource_issues(
+            ("spec", "extendedResourceName"), target
+        ) if named else []
     if kind == "values":
-        return " (Helm values)", [i.under(("config",)) for i in load_config_data(doc["config"])[1]]
+        issues = [i.under(("config",)) for i in load_config_data(doc["config"], target)[1]]
+        classes = doc.get("deviceClasses")
+        for i, dc in enumerate(classes if isinstance(classes, list) else []):
+            if isinstance(dc, Mapping) and dc.get("extendedResourceName"):
+                issues += extended_resource_issues(("deviceClasses", i, "extendedResourceName"), target)
+        return " (Helm values)", issues
     got = doc.get("kind") if isinstance(doc, Mapping) else type(doc).__name__
     return "", [
         Issue(
@@ -204,7 +230,20 @@ def _validate_doc(doc: Any, key: str, node: yaml.Node | None = None, path: str =
     ]
 
 
+def _target(args: argparse.Namespace) -> Target | None:
+    """The --kubernetes-version and --feature-gates of validate and render; None (after a message)
+    when they cannot be used."""
+    try:
+        return version_target(args.kubernetes_version, parse_gates(args.feature_gates))
+    except VersionError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
+    target = _target(args)
+    if target is None:
+        return 2
     total_errors = 0
     for path in _expand(args.files):
         docs = _documents(path)
@@ -223,7 +262,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
                     if not args.quiet:
                         print(f"{item_where}: skipped {item.get('kind')} (not a dra-kwok document)")
                     continue
-                label, issues = _validate_doc(item, args.key, node, path)
+                label, issues = _validate_doc(item, args.key, target, node, path)
                 item_where += label
                 _print_issues(sys.stdout, item_where, issues)
                 n = len(errors(issues))
@@ -237,17 +276,17 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 # --- render ------------------------------------------------------------------------------------
-def _load_render_config(path: str, key: str) -> FallbackConfig | None:
+def _load_render_config(path: str, key: str, target: Target) -> FallbackConfig | None:
     docs = _documents(path)
     doc = docs[0]
-    config, issues = (None, list(doc.issues)) if doc.issues else _load_config_doc(doc.data, key, doc.node, path)
+    config, issues = (None, list(doc.issues)) if doc.issues else _load_config_doc(doc.data, key, doc.node, path, target)
     _print_issues(sys.stderr, path, issues)
     if len(docs) > 1 and config is not None:
         print(f"{path}: warning: only the first document is read as the configuration", file=sys.stderr)
     return config
 
 
-def _load_render_overlays(paths: Sequence[str]) -> list[OverlayRule] | None:
+def _load_render_overlays(paths: Sequence[str], target: Target) -> list[OverlayRule] | None:
     overlays: list[OverlayRule] = []
     failed = False
     for path in _expand(paths):
@@ -264,7 +303,7 @@ def _load_render_overlays(paths: Sequence[str]) -> list[OverlayRule] | None:
             rule: OverlayRule | None = None
             issues = list(doc.issues) or _not_a_dranodeoverlay(doc.data)
             if not issues:
-                rule, issues = load_overlay(doc.data)
+                rule, issues = load_overlay(doc.data, target)
             _print_issues(sys.stderr, where, issues)
             failed |= bool(errors(issues))
             if rule is not None:
@@ -304,7 +343,7 @@ def _why_no_match(labels: Mapping[str, str], overlays: Sequence[OverlayRule], co
 
 
 def _render_node(
-    node: Mapping[str, Any], overlays: list[OverlayRule], config: FallbackConfig
+    node: Mapping[str, Any], overlays: list[OverlayRule], config: FallbackConfig, target: Target
 ) -> tuple[list[dict[str, Any]], bool]:
     """Prints one summary line for the node (and why nothing matches); (its manifests, ok)."""
     meta = node["metadata"]
@@ -326,7 +365,7 @@ def _render_node(
         return [], True
     ref = NodeRef(name, meta.get("uid") or "00000000-0000-0000-0000-000000000000")
     try:
-        slices = render(ref, resolution)
+        slices = render(ref, resolution, target.limits)
     except RenderError as exc:
         _print_issues(sys.stderr, f"node {name}", exc.issues)
         return [], False
@@ -345,19 +384,22 @@ def _render_node(
 
 
 def cmd_render(args: argparse.Namespace) -> int:
+    target = _target(args)
+    if target is None:
+        return 2
     config: FallbackConfig | None = FallbackConfig()
     if args.config:
-        config = _load_render_config(args.config, args.key)
+        config = _load_render_config(args.config, args.key, target)
         if config is None:
             return 1
-    overlays = _load_render_overlays(args.overlay or [])
+    overlays = _load_render_overlays(args.overlay or [], target)
     nodes = _load_nodes(args.node)
     if overlays is None or nodes is None or config is None:
         return 1
     manifests: list[dict[str, Any]] = []
     ok = True
     for node in nodes:
-        out, fine = _render_node(node, overlays, config)
+        out, fine = _render_node(node, overlays, config, target)
         manifests += out
         ok &= fine
     if manifests:
@@ -439,6 +481,36 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         workers=args.workers,
         resync_seconds=args.resync_seconds,
         unready_after=args.unready_after,
+        kubernetes_version=args.kubernetes_version or None,
+        feature_gates=args.feature_gates,
+    )
+
+
+def _add_target_arguments(parser: argparse.ArgumentParser, learned: bool) -> None:
+    """--kubernetes-version and --feature-gates: what the templates are checked and laid out for."""
+    supported = ", ".join(f"1.{m}" for m in SUPPORTED_MINORS)
+    if learned:
+        parser.add_argument(
+            "--kubernetes-version",
+            default=_env("KUBERNETES_VERSION", ""),
+            help=f"publish for this version ({supported}) instead of the apiserver's own, learned at startup "
+            "from /version and dry-run probes of which DRA fields it keeps (default: learned)",
+        )
+    else:
+        parser.add_argument(
+            "--kubernetes-version",
+            default=RELEASES[NEWEST],
+            metavar="VERSION",
+            help=f"check for this Kubernetes version ({supported}; default: {RELEASES[NEWEST]}, the newest "
+            "supported): its limits, where shared counters go, and which DRA fields it keeps",
+        )
+    parser.add_argument(
+        "--feature-gates",
+        default=_env("FEATURE_GATES", "") if learned else "",
+        metavar="GATES",
+        help="DRA feature gates switched from the version's defaults, as the control plane has them "
+        "(e.g. DRADeviceTaints=true,DRADeviceBindingConditions=true; default: none, the version's defaults"
+        + (" as the apiserver's answers show)" if learned else ")"),
     )
 
 
@@ -483,6 +555,11 @@ def cmd_crd(args: argparse.Namespace) -> int:
     from .crd import render_crd_yaml
 
     sys.stdout.write(render_crd_yaml())
+    return 0
+
+
+def cmd_versions(args: argparse.Namespace) -> int:
+    sys.stdout.write(support_table_markdown())
     return 0
 
 
@@ -624,6 +701,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=float(_env("RESYNC_SECONDS", "300")),
         help="seconds between safety-net full resyncs, which cost no API request (default: 300)",
     )
+    _add_target_arguments(run, learned=True)
     run.set_defaults(func=cmd_run)
 
     render_p = sub.add_parser(
@@ -652,6 +730,7 @@ def build_parser() -> argparse.ArgumentParser:
     render_p.add_argument(
         "--node", required=True, metavar="FILE", help="Node manifests, or a List of them ('-' for stdin)"
     )
+    _add_target_arguments(render_p, learned=False)
     render_p.set_defaults(func=cmd_render)
 
     validate = sub.add_parser(
@@ -672,6 +751,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"the ConfigMap key holding config.yaml (default: {DEFAULT_CONFIGMAP_KEY})",
     )
     validate.add_argument("-q", "--quiet", action="store_true", help="print only problems")
+    _add_target_arguments(validate, learned=False)
     validate.set_defaults(func=cmd_validate)
 
     cleanup = sub.add_parser(
@@ -707,6 +787,15 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXIT_CODES,
     )
     crd.set_defaults(func=cmd_crd)
+
+    versions_p = sub.add_parser(
+        "versions",
+        help="print which DRA features each supported Kubernetes version takes",
+        description="Print the support table (feature by Kubernetes minor: works, needs a feature gate, or not "
+        "available) as Markdown: the table of docs/versions.md, from the data `validate` and the controller use.",
+        epilog=EXIT_CODES,
+    )
+    versions_p.set_defaults(func=cmd_versions)
     return parser
 
 

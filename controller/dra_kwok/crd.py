@@ -1,6 +1,6 @@
 """The DRANodeOverlay CustomResourceDefinition (`apiextensions.k8s.io/v1`), built from the core.
 
-Names, limits and formats come from `core` (models, validation, names), so the schema cannot drift
+Names, limits and formats come from `core` (models, names, versions), so the schema cannot drift
 from what the controller accepts; `tests/unit/test_crd.py` checks the schema's fields against the
 pydantic models and `crds/` against `render_crd_yaml()` (regenerate with `make crds`).
 
@@ -32,7 +32,7 @@ from typing import Any, Final
 
 import yaml
 
-from .core import names, validation
+from .core import names
 from .core.models import (
     DRIVER_OWNED_FIELDS,
     MAX_DEVICES_PER_POOL,
@@ -45,6 +45,7 @@ from .core.models import (
     OVERLAY_VERSION,
     RESOURCE_API_VERSION,
 )
+from .core.versions import LOOSEST
 
 Schema = dict[str, Any]
 
@@ -201,7 +202,7 @@ def _counters(description: str) -> Schema:
         "type": "object",
         "description": description,
         "minProperties": 1,
-        "maxProperties": validation.MAX_COUNTERS_TOTAL,
+        "maxProperties": LOOSEST.max_counters_per_set,
         "additionalProperties": _quantity_value(
             "A counter: {value: <quantity>} or the shorthand quantity.", request_policy=False
         ),
@@ -212,7 +213,7 @@ def _label_name_list(description: str) -> Schema:
     return {
         "type": "array",
         "description": description,
-        "maxItems": validation.MAX_BINDING_CONDITIONS,
+        "maxItems": LOOSEST.max_binding_conditions,
         "x-kubernetes-list-type": "set",
         "items": _string("A condition type.", max_length=QUALIFIED_NAME_MAX, pattern=LABEL_NAME_RE),
     }
@@ -320,13 +321,13 @@ def _device() -> Schema:
             "attributes": {
                 "type": "object",
                 "description": "Attribute name (a C identifier, optionally <domain>/) to value.",
-                "maxProperties": validation.MAX_ATTRIBUTES_AND_CAPACITIES,
+                "maxProperties": LOOSEST.max_attributes_and_capacities,
                 "additionalProperties": _attribute_value(),
             },
             "capacity": {
                 "type": "object",
                 "description": "Capacity name (a C identifier, optionally <domain>/) to quantity.",
-                "maxProperties": validation.MAX_ATTRIBUTES_AND_CAPACITIES,
+                "maxProperties": LOOSEST.max_attributes_and_capacities,
                 "additionalProperties": _quantity_value(
                     "A capacity: {value: <quantity>, requestPolicy: ...} or the shorthand quantity.",
                     request_policy=True,
@@ -335,7 +336,7 @@ def _device() -> Schema:
             "consumesCounters": {
                 "type": "array",
                 "description": "Counters consumed from the pool's shared counter sets.",
-                "maxItems": validation.MAX_CONSUMPTIONS_PER_DEVICE,
+                "maxItems": LOOSEST.max_consumptions_per_device,
                 "x-kubernetes-list-type": "map",
                 "x-kubernetes-list-map-keys": ["counterSet"],
                 "items": _counter_consumption(),
@@ -343,7 +344,7 @@ def _device() -> Schema:
             "taints": {
                 "type": "array",
                 "description": "Device taints.",
-                "maxItems": validation.MAX_TAINTS,
+                "maxItems": LOOSEST.max_taints,
                 "x-kubernetes-list-type": "atomic",
                 "items": _taint(),
             },
@@ -418,7 +419,7 @@ def _slice_template_spec() -> Schema:
             "sharedCounters": {
                 "type": "array",
                 "description": "Counter sets that partitionable devices consume.",
-                "maxItems": validation.MAX_COUNTER_SETS,
+                "maxItems": LOOSEST.max_counter_sets,
                 "x-kubernetes-list-type": "map",
                 "x-kubernetes-list-map-keys": ["name"],
                 "items": _counter_set(),

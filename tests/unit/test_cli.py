@@ -76,7 +76,7 @@ def test_every_run_flag_has_the_environment_variable_its_help_names(monkeypatch:
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     run = sub.choices["run"]
     flags = [o for a in run._actions for o in a.option_strings if o.startswith("--") and o != "--help"]
-    assert len(flags) == 18, flags
+    assert len(flags) == 20, flags
     for flag in flags:
         name = "DRA_KWOK_" + renamed.get(flag, flag[2:].upper().replace("-", "_"))
         value = {"--kwok-label": "k=v", "--log-format": "json"}.get(flag, "7")
@@ -98,6 +98,8 @@ def test_every_run_flag_has_the_environment_variable_its_help_names(monkeypatch:
             "--bind-address": s.bind_address,
             "--log-format": s.log_format,
             "--log-level": s.log_level,
+            "--kubernetes-version": s.kubernetes_version,
+            "--feature-gates": s.feature_gates,
             "--concurrency": s.concurrency,
             "--workers": s.workers,
             "--resync-seconds": s.resync_seconds,
@@ -158,7 +160,7 @@ def test_every_subcommand_and_flag_is_described_with_its_default() -> None:
     parser = build_parser()
     assert parser.description and "exit codes: 0" in (parser.epilog or "")
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    assert set(sub.choices) == {"run", "render", "validate", "cleanup", "crd"}
+    assert set(sub.choices) == {"run", "render", "validate", "cleanup", "crd", "versions"}
     for name, command in sub.choices.items():
         assert command.description, f"{name} has no description"
         assert "exit codes: 0" in (command.epilog or ""), name
@@ -324,3 +326,69 @@ def test_chart_values_device_fields_are_checked(capsys: pytest.CaptureFixture[st
         f"{values} (Helm values): error: config.mappings[0].resourceSlice.devices[0].cont: unknown field; "
         "fix: did you mean 'count'?\n"
     )
+
+
+# --- --kubernetes-version and --feature-gates --------------------------------------------------
+TAINTED_OVERLAY = """
+apiVersion: test.karpenter.sh/v1alpha1
+kind: DRANodeOverlay
+metadata: {name: tainted}
+spec:
+  requirements: []
+  resourceSlices:
+  - spec:
+      driver: gpu.example.com
+      sharedCounters: [{name: mem, counters: {memory: 8Gi}}]
+      devices:
+      - {name: part, count: 2, consumesCounters: [{counterSet: mem, counters: {memory: 4Gi}}],
+         taints: [{key: example.com/maintenance, effect: NoSchedule}]}
+"""
+
+
+def test_validate_checks_for_the_version_and_gates_given(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = write(tmp_path, "o.yaml", TAINTED_OVERLAY)
+    assert run_cli(capsys, "validate", path)[0] == 0  # the newest version takes both features
+    code, out, err = run_cli(capsys, "validate", "--kubernetes-version", "1.34.4", path)
+    assert code == 1 and "3 error(s)" in err  # counters, their consumption, the taint
+    assert "spec.resourceSlices[0].spec.sharedCounters[0]: Kubernetes 1.34.4 drops partitionable devices" in out
+    assert "--feature-gates=DRADeviceTaints=true" in out
+    gates = "DRADeviceTaints=true,DRAPartitionableDevices=true"
+    assert run_cli(capsys, "validate", "--kubernetes-version", "1.34", "--feature-gates", gates, path)[0] == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--kubernetes-version", "1.33"], "Kubernetes 1.33 is not supported: dra-kwok-driver supports 1.34 to 1.37"),
+        (["--feature-gates", "DRADeviceTaints"], "write Name=true or Name=false"),
+    ],
+)
+def test_an_unusable_version_or_gate_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, args: list[str], says: str
+) -> None:
+    code, _, err = run_cli(capsys, "validate", *args, write(tmp_path, "o.yaml", TAINTED_OVERLAY))
+    assert code == 2 and says in err
+
+
+def test_render_lays_counters_out_for_the_version(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    overlay = write(tmp_path, "o.yaml", TAINTED_OVERLAY)
+    node = write(tmp_path, "n.yaml", "apiVersion: v1\nkind: Node\nmetadata: {name: n1, labels: {type: kwok}}\n")
+    code, out, _ = run_cli(capsys, "render", "--overlay", overlay, "--node", node)
+    assert code == 0
+    assert [sorted(s["spec"]) for s in yaml.safe_load_all(out)] == [
+        ["driver", "nodeName", "pool", "sharedCounters"],
+        ["devices", "driver", "nodeName", "pool"],
+    ]
+    gates = "DRADeviceTaints=true,DRAPartitionableDevices=true"
+    code, out, _ = run_cli(capsys, "render", "--kubernetes-version", "1.34", "--feature-gates", gates,
+                           "--overlay", overlay, "--node", node)  # fmt: skip
+    assert code == 0
+    assert [sorted(s["spec"]) for s in yaml.safe_load_all(out)] == [
+        ["devices", "driver", "nodeName", "pool", "sharedCounters"]
+    ]
+
+
+def test_versions_prints_the_support_table(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, "versions")
+    assert code == 0 and out.startswith("| feature | fields | 1.34 | 1.35 | 1.36 | 1.37 |")
+    assert "| device taints | devices[].taints | needs DRADeviceTaints (alpha) |" in out

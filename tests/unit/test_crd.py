@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from dra_kwok import crd
-from dra_kwok.core import models, names, validation
+from dra_kwok.core import models, names
 from dra_kwok.core.models import (
     Attribute,
     Capacity,
@@ -32,6 +32,7 @@ from dra_kwok.core.models import (
 )
 from dra_kwok.core.quantity import quantity_problem
 from dra_kwok.core.validation import unknown_field_issues
+from dra_kwok.core.versions import LIMITS, LOOSEST
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CRD = crd.overlay_crd()
@@ -184,16 +185,20 @@ def test_limits_are_the_core_constants() -> None:
     assert (sp["weight"]["minimum"], sp["weight"]["maximum"]) == (models.MIN_WEIGHT, models.MAX_WEIGHT)
     assert tsp["devices"]["maxItems"] == models.MAX_DEVICES_PER_POOL
     assert (dp["count"]["minimum"], dp["count"]["maximum"]) == (1, models.MAX_DEVICES_PER_POOL)
-    assert tsp["sharedCounters"]["maxItems"] == validation.MAX_COUNTER_SETS
-    assert tsp["sharedCounters"]["items"]["properties"]["counters"]["maxProperties"] == validation.MAX_COUNTERS_TOTAL
-    assert dp["consumesCounters"]["maxItems"] == validation.MAX_CONSUMPTIONS_PER_DEVICE
+    # The CRD takes what any supported version takes; the controller checks the targeted version's limits.
+    assert tsp["sharedCounters"]["maxItems"] == LOOSEST.max_counter_sets == 32  # 1.34: no count, 32 counters
+    assert tsp["sharedCounters"]["items"]["properties"]["counters"]["maxProperties"] == LOOSEST.max_counters_per_set
+    assert dp["consumesCounters"]["maxItems"] == LOOSEST.max_consumptions_per_device == 32
     consumption = dp["consumesCounters"]["items"]["properties"]
-    assert consumption["counters"]["maxProperties"] == validation.MAX_COUNTERS_TOTAL
-    assert dp["taints"]["maxItems"] == validation.MAX_TAINTS
-    assert dp["bindingConditions"]["maxItems"] == validation.MAX_BINDING_CONDITIONS
-    assert dp["bindingFailureConditions"]["maxItems"] == validation.MAX_BINDING_CONDITIONS
-    assert dp["attributes"]["maxProperties"] == validation.MAX_ATTRIBUTES_AND_CAPACITIES
-    assert dp["capacity"]["maxProperties"] == validation.MAX_ATTRIBUTES_AND_CAPACITIES
+    assert consumption["counters"]["maxProperties"] == LOOSEST.max_counters_per_set == 32
+    assert dp["taints"]["maxItems"] == LOOSEST.max_taints == 16
+    assert dp["bindingConditions"]["maxItems"] == LOOSEST.max_binding_conditions == 4
+    assert dp["bindingFailureConditions"]["maxItems"] == LOOSEST.max_binding_conditions
+    assert dp["attributes"]["maxProperties"] == LOOSEST.max_attributes_and_capacities == 32
+    assert dp["capacity"]["maxProperties"] == LOOSEST.max_attributes_and_capacities
+    for limits in LIMITS.values():  # no version takes more than the CRD admits
+        assert limits.max_taints <= LOOSEST.max_taints
+        assert (limits.max_counter_sets or 0) <= LOOSEST.max_counter_sets
     assert dp["name"]["maxLength"] == names.DNS1123_LABEL_MAX
     assert tsp["driver"]["maxLength"] == names.DRIVER_NAME_MAX
     assert dp["driver"]["maxLength"] == names.DRIVER_NAME_MAX

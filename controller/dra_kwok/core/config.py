@@ -15,6 +15,7 @@ from .issues import Issue, Path, Severity, errors
 from .models import DriverConfig, LabelSelector
 from .models import Mapping as MappingModel
 from .validation import PoolSpec, Source, driver_issues, pool_issues, pydantic_issues, unknown_field_issues
+from .versions import DEFAULT_TARGET, Target
 
 DEFAULT_CONFIGMAP_NAME = "dra-kwok-configmap"
 DEFAULT_CONFIGMAP_KEY = "config.yaml"
@@ -211,12 +212,12 @@ def embedded_first_line(node: yaml.Node | None, *keys: str) -> int | None:
     return None
 
 
-def load_config_text(text: str) -> tuple[FallbackConfig | None, list[Issue]]:
-    """Parse `config.yaml` text. Returns None for the config when there is any error."""
+def load_config_text(text: str, target: Target = DEFAULT_TARGET) -> tuple[FallbackConfig | None, list[Issue]]:
+    """Parse `config.yaml` text for `target`. Returns None for the config when there is any error."""
     data, issues = parse_config_yaml(text)
     if issues:
         return None, issues
-    return load_config_data(data)
+    return load_config_data(data, target)
 
 
 # Anchors, aliases, directives or document markers anywhere (or text that looks like them): the
@@ -312,7 +313,7 @@ def _split_mappings(text: str) -> tuple[str, list[tuple[int, str]]] | None:
     return "\n".join(head), [(n, "\n".join(chunk) + "\n") for n, chunk in items]
 
 
-def load_config_data(data: Any) -> tuple[FallbackConfig | None, list[Issue]]:
+def load_config_data(data: Any, target: Target = DEFAULT_TARGET) -> tuple[FallbackConfig | None, list[Issue]]:
     """Validate already-loaded `config.yaml` data (an empty document means no mappings). Each
     mapping is validated on its own and remembered by content (`_check_mapping`), so reloading a
     large configuration in which a few mappings changed validates only those."""
@@ -336,7 +337,7 @@ def load_config_data(data: Any) -> tuple[FallbackConfig | None, list[Issue]]:
     seen_names: set[str] = set()
     for i, raw in enumerate(raw_mappings):
         path: Path = ("mappings", i)
-        checked = _check_mapping(raw, cfg.driver, i)
+        checked = _check_mapping(raw, cfg.driver, i, target)
         issues += checked.issues
         if checked.rule is None:
             continue
@@ -362,25 +363,25 @@ class _CheckedMapping:
 # Mappings validated before, by (default driver, position, content): a ConfigMap edit in a 1 MB
 # config.yaml re-validates the mappings it changed, not 3,000 others (findings name positions, so
 # a mapping that moved is validated again). Bounded; cleared when full.
-_MAPPING_CACHE: dict[tuple[str | None, int, str], _CheckedMapping] = {}
+_MAPPING_CACHE: dict[tuple[str | None, int, Target, str], _CheckedMapping] = {}
 MAPPING_CACHE_SIZE = 20_000
 
 
-def _check_mapping(raw: Any, default_driver: str | None, index: int) -> _CheckedMapping:
+def _check_mapping(raw: Any, default_driver: str | None, index: int, target: Target) -> _CheckedMapping:
     try:
-        key = (default_driver, index, json.dumps(raw, sort_keys=True, default=repr))
+        key = (default_driver, index, target, json.dumps(raw, sort_keys=True, default=repr))
     except (TypeError, ValueError):  # keys of mixed types cannot be sorted: not worth remembering
-        return _validate_mapping(raw, default_driver, ("mappings", index))
+        return _validate_mapping(raw, default_driver, ("mappings", index), target)
     found = _MAPPING_CACHE.get(key)
     if found is None:
-        found = _validate_mapping(raw, default_driver, ("mappings", index))
+        found = _validate_mapping(raw, default_driver, ("mappings", index), target)
         if len(_MAPPING_CACHE) >= MAPPING_CACHE_SIZE:
             _MAPPING_CACHE.clear()
         _MAPPING_CACHE[key] = found
     return found
 
 
-def _validate_mapping(raw: Any, default_driver: str | None, path: Path) -> _CheckedMapping:
+def _validate_mapping(raw: Any, default_driver: str | None, path: Path, target: Target) -> _CheckedMapping:
     issues = unknown_field_issues(MappingModel, raw, path)
     rs = raw.get("resourceSlice") if isinstance(raw, MappingABC) else None
     if isinstance(rs, MappingABC) and isinstance(rs.get("driver"), str):
@@ -406,6 +407,7 @@ def _validate_mapping(raw: Any, default_driver: str | None, path: Path) -> _Chec
         driver,
         ((spath + ("devices", j), d) for j, d in enumerate(m.resource_slice.devices)),
         ((spath + ("sharedCounters", j), c) for j, c in enumerate(m.resource_slice.shared_counters)),
+        target,
     )
     if errors(issues):
         return _CheckedMapping(None, tuple(issues))

@@ -20,6 +20,7 @@ from .validation import (
     surprise_issues,
     unknown_field_issues,
 )
+from .versions import DEFAULT_TARGET, Target
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,8 +37,9 @@ class OverlayRule:
         return frozenset(p.driver for p in self.pools)
 
 
-def load_overlay(obj: Mapping[str, Any]) -> tuple[OverlayRule | None, list[Issue]]:
-    """Validate a DRANodeOverlay manifest (metadata.name and spec). None when there is an error."""
+def load_overlay(obj: Mapping[str, Any], target: Target = DEFAULT_TARGET) -> tuple[OverlayRule | None, list[Issue]]:
+    """Validate a DRANodeOverlay manifest (metadata.name and spec) for `target`. None when there
+    is an error."""
     metadata = obj.get("metadata")
     name = str(metadata.get("name") or "") if isinstance(metadata, Mapping) else ""
     raw_spec = obj.get("spec")
@@ -63,7 +65,7 @@ def load_overlay(obj: Mapping[str, Any]) -> tuple[OverlayRule | None, list[Issue
         sets.extend((path + ("sharedCounters", j), c) for j, c in enumerate(tmpl.spec.shared_counters))
     pools = []
     for driver, (devs, sets) in by_driver.items():
-        issues += pool_issues(driver, devs, sets)
+        issues += pool_issues(driver, devs, sets, target)
         pools.append(PoolSpec(driver, tuple(d for _, d in devs), tuple(c for _, c in sets), Source("overlay", name)))
     if not spec.resource_slices:
         issues.append(

@@ -1,9 +1,10 @@
 """Render a node's resolved pools into the ResourceSlices a real node-local driver would publish.
 
 One pool per (node, driver), named after the node; devices split over slices of at most 128
-(64 when devices use taints or counters); shared counters in a slice of their own; every slice
-of a pool carries the same generation and the pool's slice count. Generations are chosen by
-`plan`, which alone knows what is already published.
+(64 when devices use taints or counters, from 1.35); shared counters in a slice of their own
+(1.35 and later) or in the slice of the devices that use them (1.34), as the targeted version's
+`Limits` say; every slice of a pool carries the same generation and the pool's slice count.
+Generations are chosen by `plan`, which alone knows what is already published.
 """
 
 from __future__ import annotations
@@ -19,10 +20,9 @@ from .issues import Issue
 from .models import RESOURCE_API_VERSION, CounterSet, DeviceTemplate
 from .resolve import Resolution
 from .validation import PoolSpec
+from .versions import DEFAULT_TARGET, Limits
 
 MAX_DEVICES_PER_SLICE = 128
-MAX_DEVICES_PER_SLICE_ADVANCED = 64  # with taints or consumesCounters
-MAX_CONSUMED_COUNTERS_PER_SLICE = 1024  # 1.34: counters in all devices' consumesCounters of a slice
 MAX_STRING_ATTRIBUTE = 64
 
 LABEL_PREFIX = "dra-kwok.test.karpenter.sh"
@@ -98,16 +98,18 @@ class _Compiled:
     per_slice: int
     # without placeholders, every node's slice contents and their fingerprints: built once
     static_chunks: tuple[tuple[Body, str], ...] | None
+    counters_with_devices: bool
 
 
-_COMPILED: OrderedDict[int, tuple[PoolSpec, _Compiled]] = OrderedDict()
+_COMPILED: OrderedDict[tuple[int, Limits], tuple[PoolSpec, _Compiled]] = OrderedDict()
 _COMPILED_MAX = 4096
 
 
-def _compile(pool: PoolSpec) -> _Compiled:
-    hit = _COMPILED.get(id(pool))
+def _compile(pool: PoolSpec, limits: Limits) -> _Compiled:
+    key = (id(pool), limits)
+    hit = _COMPILED.get(key)
     if hit is not None and hit[0] is pool:
-        _COMPILED.move_to_end(id(pool))
+        _COMPILED.move_to_end(key)
         return hit[1]
     devices: list[tuple[Body, bool, int]] = []
     advanced = False
@@ -119,15 +121,17 @@ def _compile(pool: PoolSpec) -> _Compiled:
             body, dynamic = _device_body(tmpl, name)
             devices.append((body, dynamic, index))
     counter_sets = tuple(_counter_set_body(c) for c in pool.counter_sets)
-    per_slice = min(
-        MAX_DEVICES_PER_SLICE_ADVANCED if advanced else MAX_DEVICES_PER_SLICE,
-        MAX_CONSUMED_COUNTERS_PER_SLICE // max(most_counters, 1),
-    )
+    per_slice = limits.max_devices_advanced if advanced else limits.max_devices
+    if limits.max_consumed_counters_per_slice is not None:
+        per_slice = min(per_slice, limits.max_consumed_counters_per_slice // max(most_counters, 1))
     static = None
     if not any(dynamic for _, dynamic, _ in devices):
-        static = tuple((c, fingerprint(c)) for c in _chunks([body for body, _, _ in devices], counter_sets, per_slice))
-    compiled = _Compiled(tuple(devices), counter_sets, per_slice, static)
-    _COMPILED[id(pool)] = (pool, compiled)  # the pool is kept alive so its id is not reused
+        static = tuple(
+            (c, fingerprint(c))
+            for c in _chunks([body for body, _, _ in devices], counter_sets, per_slice, limits.counters_with_devices)
+        )
+    compiled = _Compiled(tuple(devices), counter_sets, per_slice, static, limits.counters_with_devices)
+    _COMPILED[key] = (pool, compiled)  # the pool is kept alive so its id is not reused
     if len(_COMPILED) > _COMPILED_MAX:
         _COMPILED.popitem(last=False)
     return compiled
@@ -209,26 +213,32 @@ def slice_name(node: str, driver: str, index: int, simple: bool) -> str:
     return names.bounded(f"{node}-{driver}-{pair}-{index}", names.DNS1123_SUBDOMAIN_MAX)
 
 
-def _chunks(devices: list[Body], counter_sets: tuple[Body, ...], per_slice: int) -> list[Body]:
-    """Slice contents: the shared counters in a slice of their own, then the devices in slices of
-    at most `per_slice`."""
+def _chunks(devices: list[Body], counter_sets: tuple[Body, ...], per_slice: int, together: bool = False) -> list[Body]:
+    """Slice contents: the shared counters in a slice of their own (1.35 and later), or with the
+    first slice's devices (`together`, 1.34, where validation made sure one slice holds them all),
+    then the devices in slices of at most `per_slice`."""
     chunks: list[Body] = []
-    if counter_sets:
+    if counter_sets and not together:
         chunks.append({"sharedCounters": list(counter_sets)})
     for start in range(0, len(devices), per_slice):
         chunks.append({"devices": devices[start : start + per_slice]})
+    if counter_sets and together:
+        if not chunks:
+            chunks.append({"devices": []})
+        chunks[0] = {"sharedCounters": list(counter_sets), **chunks[0]}
     if not chunks:
         chunks.append({"devices": []})  # an empty pool is still published, so it reads as complete
     return chunks
 
 
-def render(node: NodeRef, resolution: Resolution) -> NodeSlices:
-    """The slices for `node`. Raises RenderError when a placeholder makes a value invalid."""
+def render(node: NodeRef, resolution: Resolution, limits: Limits = DEFAULT_TARGET.limits) -> NodeSlices:
+    """The slices for `node`, laid out for the targeted version's `limits`. Raises RenderError
+    when a placeholder makes a value invalid."""
     contents: list[tuple[PoolSpec, list[tuple[Body, str]]]] = []
     errors: list[Issue] = []
     failed: list[str] = []
     for pool in resolution.pools:
-        compiled = _compile(pool)
+        compiled = _compile(pool, limits)
         if compiled.static_chunks is not None:
             contents.append((pool, list(compiled.static_chunks)))
             continue
@@ -239,7 +249,8 @@ def render(node: NodeRef, resolution: Resolution) -> NodeSlices:
         ]
         if len(errors) > before:
             failed.append(str(pool.source))
-        contents.append((pool, [(c, "") for c in _chunks(devices, compiled.counter_sets, compiled.per_slice)]))
+        own = _chunks(devices, compiled.counter_sets, compiled.per_slice, compiled.counters_with_devices)
+        contents.append((pool, [(c, "") for c in own]))
     if errors:
         raise RenderError(node.name, errors, tuple(failed))
     simple = len(contents) == 1 and len(contents[0][1]) == 1
@@ -289,7 +300,9 @@ def slice_manifest(desired: DesiredSlice, node: NodeRef, generation: int, manage
 
 
 def content_of(spec: Mapping[str, Any]) -> Body:
-    """The part of a slice spec that `render` decides (devices or shared counters)."""
+    """The part of a slice spec that `render` decides: devices, shared counters, or (1.34) both."""
     if spec.get("sharedCounters"):
+        if spec.get("devices"):
+            return {"sharedCounters": spec["sharedCounters"], "devices": spec["devices"]}
         return {"sharedCounters": spec["sharedCounters"]}
     return {"devices": spec.get("devices") or []}

@@ -1,8 +1,8 @@
 """Rules that span fields, and the translation of pydantic errors into `Issue`s.
 
 Field formats are checked by the models; here are the rules the apiserver (or the scheduler,
-for pools spread over slices) enforces across a whole pool, using the strictest limit of
-Kubernetes 1.34-1.36 so a template valid here is valid on all three.
+for pools spread over slices) enforces across a whole pool, with the limits and the features of
+the Kubernetes version targeted (`versions.Target`; by default the newest supported).
 """
 
 from __future__ import annotations
@@ -21,13 +21,7 @@ from . import names
 from .issues import Issue, Path, Severity, format_path
 from .models import MAX_DEVICES_PER_POOL, CounterSet, DeviceTemplate
 from .quantity import parse_quantity, quantity_surprise
-
-MAX_ATTRIBUTES_AND_CAPACITIES = 32
-MAX_TAINTS = 4  # 1.34 allows 4 (16 from 1.35)
-MAX_COUNTER_SETS = 8
-MAX_COUNTERS_TOTAL = 32  # 1.34: 32 across all sets of a slice
-MAX_CONSUMPTIONS_PER_DEVICE = 2
-MAX_BINDING_CONDITIONS = 4
+from .versions import BINDING, CONSUMABLE, DEFAULT_TARGET, EXTENDED, PARTITIONABLE, TAINTS, Feature, Target
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,28 +190,47 @@ def pool_issues(
     driver: str,
     devices: Iterable[tuple[Path, DeviceTemplate]],
     counter_sets: Iterable[tuple[Path, CounterSet]],
+    target: Target = DEFAULT_TARGET,
 ) -> list[Issue]:
-    """Every cross-field rule of one pool: names unique, counters resolvable, sizes within limits."""
+    """Every cross-field rule of one pool: names unique, counters resolvable, sizes within the
+    limits of `target`, and only features `target` keeps."""
     issues: list[Issue] = []
     device_list = list(devices)
     set_list = list(counter_sets)
+    limits = target.limits
 
     sets: dict[str, CounterSet] = {}
     for path, cs in set_list:
         if cs.name in sets:
             issues.append(Issue(path + ("name",), "duplicate counter set name in the pool", cs.name))
         sets[cs.name] = cs
-    if len(set_list) > MAX_COUNTER_SETS:
+    if set_list and not target.has(PARTITIONABLE):
+        issues.append(_missing_feature(set_list[0][0], target, PARTITIONABLE))
+    if limits.max_counter_sets is not None and len(set_list) > limits.max_counter_sets:
         issues.append(
-            Issue(set_list[MAX_COUNTER_SETS][0], f"at most {MAX_COUNTER_SETS} counter sets per pool", len(set_list))
+            Issue(
+                set_list[limits.max_counter_sets][0],
+                f"at most {limits.max_counter_sets} counter sets per pool on {target.name}",
+                len(set_list),
+            )
         )
+    for path, cs in set_list:
+        if limits.max_counters_per_set is not None and len(cs.counters) > limits.max_counters_per_set:
+            issues.append(
+                Issue(
+                    path + ("counters",),
+                    f"at most {limits.max_counters_per_set} counters per counter set on {target.name}",
+                    len(cs.counters),
+                )
+            )
     total_counters = sum(len(cs.counters) for _, cs in set_list)
-    if total_counters > MAX_COUNTERS_TOTAL:
+    if limits.max_counters_total is not None and total_counters > limits.max_counters_total:
         issues.append(
             Issue(
                 set_list[0][0],
-                f"at most {MAX_COUNTERS_TOTAL} counters in all counter sets of a pool (Kubernetes 1.34's limit)",
+                f"at most {limits.max_counters_total} counters in all counter sets of a pool on {target.name}",
                 total_counters,
+                "use fewer counters, or Kubernetes 1.35 or later (32 per set)",
             )
         )
 
@@ -246,7 +259,7 @@ def pool_issues(
                 )
                 break
             seen[name] = path
-        issues.extend(_device_issues(path, dev, sets))
+        issues.extend(_device_issues(path, dev, sets, target))
     if total > MAX_DEVICES_PER_POOL:
         issues.append(
             Issue(
@@ -256,35 +269,133 @@ def pool_issues(
                 "reduce count, or split the devices across drivers",
             )
         )
+    if set_list and limits.counters_with_devices:
+        issues += _one_slice_issues(device_list, set_list[0][0], target)
     return issues
 
 
-def _device_issues(path: Path, dev: DeviceTemplate, sets: dict[str, CounterSet]) -> list[Issue]:
-    issues: list[Issue] = []
-    n_keys = len(dev.attributes) + len(dev.capacity)
-    if n_keys > MAX_ATTRIBUTES_AND_CAPACITIES:
-        issues.append(
+def extended_resource_issues(path: Path, target: Target) -> list[Issue]:
+    """A DeviceClass's extendedResourceName, which the apiserver drops without DRAExtendedResource."""
+    return [] if target.has(EXTENDED) else [_missing_feature(path, target, EXTENDED)]
+
+
+def _missing_feature(path: Path, target: Target, feature: Feature) -> Issue:
+    message, fix = target.why_not(feature)
+    return Issue(path, message, fix=fix)
+
+
+def _one_slice_issues(devices: list[tuple[Path, DeviceTemplate]], path: Path, target: Target) -> list[Issue]:
+    """Kubernetes 1.34 shares counters only with the devices of the same slice: a pool with shared
+    counters is published as one slice, so it must fit in one."""
+    limits = target.limits
+    total = sum(d.instances for _, d in devices)
+    consumed = sum(d.instances * sum(len(c.counters) for c in d.consumes_counters) for _, d in devices)
+    out = []
+    if total > limits.max_devices_advanced:
+        out.append(
             Issue(
-                path, f"{n_keys} attributes and capacities; at most {MAX_ATTRIBUTES_AND_CAPACITIES} per device", n_keys
+                path,
+                f"on {target.name} shared counters count only for devices in the same slice, so a pool with "
+                f"sharedCounters is one slice of at most {limits.max_devices_advanced} devices; this one has {total}",
+                total,
+                "use fewer devices, or Kubernetes 1.35 or later (counters shared across a pool's slices)",
             )
         )
-    if len(dev.taints) > MAX_TAINTS:
-        issues.append(Issue(path + ("taints",), f"at most {MAX_TAINTS} taints per device", len(dev.taints)))
-    if len(dev.consumes_counters) > MAX_CONSUMPTIONS_PER_DEVICE:
+    cap = limits.max_consumed_counters_per_slice
+    if cap is not None and consumed > cap:
+        out.append(
+            Issue(
+                path,
+                f"on {target.name} a slice's devices consume at most {cap} counters in all; with the shared "
+                f"counters in one slice this pool's devices consume {consumed}",
+                consumed,
+                "consume fewer counters per device, use fewer devices, or Kubernetes 1.35 or later",
+            )
+        )
+    return out
+
+
+def _device_issues(path: Path, dev: DeviceTemplate, sets: dict[str, CounterSet], target: Target) -> list[Issue]:
+    issues: list[Issue] = []
+    limits = target.limits
+    n_keys = len(dev.attributes) + len(dev.capacity)
+    if n_keys > limits.max_attributes_and_capacities:
+        issues.append(
+            Issue(
+                path,
+                f"{n_keys} attributes and capacities; at most {limits.max_attributes_and_capacities} per device",
+                n_keys,
+            )
+        )
+    if dev.taints and not target.has(TAINTS):
+        issues.append(_missing_feature(path + ("taints",), target, TAINTS))
+    if len(dev.taints) > limits.max_taints:
+        issues.append(
+            Issue(
+                path + ("taints",),
+                f"at most {limits.max_taints} taints per device on {target.name}",
+                len(dev.taints),
+                "remove taints" + (", or use Kubernetes 1.35 or later (16)" if limits.max_taints < 16 else ""),
+            )
+        )
+    for i, taint in enumerate(dev.taints):
+        if taint.effect not in limits.taint_effects:
+            issues.append(
+                Issue(
+                    path + ("taints", i, "effect"),
+                    f"{target.name} knows only the taint effects {' and '.join(limits.taint_effects)} "
+                    f"(effect {taint.effect} arrived in 1.35)",
+                    taint.effect,
+                    f"use {' or '.join(limits.taint_effects)}, or Kubernetes 1.35 or later",
+                )
+            )
+    if dev.consumes_counters and not target.has(PARTITIONABLE):
+        issues.append(_missing_feature(path + ("consumesCounters",), target, PARTITIONABLE))
+    if (
+        limits.max_consumptions_per_device is not None
+        and len(dev.consumes_counters) > limits.max_consumptions_per_device
+    ):
         issues.append(
             Issue(
                 path + ("consumesCounters",),
-                f"at most {MAX_CONSUMPTIONS_PER_DEVICE} counter sets consumed per device",
+                f"at most {limits.max_consumptions_per_device} counter sets consumed per device on {target.name}",
                 len(dev.consumes_counters),
             )
         )
+    per_device = sum(len(c.counters) for c in dev.consumes_counters)
+    if limits.max_counters_per_device is not None and per_device > limits.max_counters_per_device:
+        issues.append(
+            Issue(
+                path + ("consumesCounters",),
+                f"at most {limits.max_counters_per_device} counters consumed per device on {target.name}",
+                per_device,
+            )
+        )
+    if limits.max_counters_per_consumption is not None:
+        for i, use in enumerate(dev.consumes_counters):
+            if len(use.counters) > limits.max_counters_per_consumption:
+                issues.append(
+                    Issue(
+                        path + ("consumesCounters", i, "counters"),
+                        f"at most {limits.max_counters_per_consumption} counters per consumption on {target.name}",
+                        len(use.counters),
+                    )
+                )
+    consumable = dev.allow_multiple_allocations or any(c.request_policy is not None for c in dev.capacity.values())
+    if consumable and not target.has(CONSUMABLE):
+        where = "allowMultipleAllocations" if dev.allow_multiple_allocations else "capacity"
+        issues.append(_missing_feature(path + (where,), target, CONSUMABLE))
+    binding = dev.binds_to_node or dev.binding_conditions or dev.binding_failure_conditions
+    if binding and not target.has(BINDING):
+        where = "bindingConditions" if dev.binding_conditions else "bindsToNode"
+        issues.append(_missing_feature(path + (where,), target, BINDING))
     used = Tally(c.counter_set for c in dev.consumes_counters)
     for i, use in enumerate(dev.consumes_counters):
         upath = path + ("consumesCounters", i)
         if used[use.counter_set] > 1:
             issues.append(Issue(upath + ("counterSet",), "listed more than once for this device", use.counter_set))
-        target = sets.get(use.counter_set)
-        if target is None:
+        counter_set = sets.get(use.counter_set)
+        if counter_set is None:
             known = ", ".join(sorted(sets)) or "none"
             issues.append(
                 Issue(
@@ -296,20 +407,20 @@ def _device_issues(path: Path, dev: DeviceTemplate, sets: dict[str, CounterSet])
             )
             continue
         for cname, counter in use.counters.items():
-            if cname not in target.counters:
+            if cname not in counter_set.counters:
                 issues.append(
                     Issue(
                         upath + ("counters", cname),
                         f"counter set {use.counter_set!r} has no counter of this name "
-                        f"(it has: {', '.join(sorted(target.counters))})",
+                        f"(it has: {', '.join(sorted(counter_set.counters))})",
                         cname,
                     )
                 )
-            elif parse_quantity(counter.value) > parse_quantity(target.counters[cname].value):
+            elif parse_quantity(counter.value) > parse_quantity(counter_set.counters[cname].value):
                 issues.append(
                     Issue(
                         upath + ("counters", cname, "value"),
-                        f"consumes more than the set provides ({target.counters[cname].value})",
+                        f"consumes more than the set provides ({counter_set.counters[cname].value})",
                         counter.value,
                         severity=Severity.WARNING,
                     )
@@ -332,8 +443,8 @@ def _device_issues(path: Path, dev: DeviceTemplate, sets: dict[str, CounterSet])
         ("bindingConditions", dev.binding_conditions),
         ("bindingFailureConditions", dev.binding_failure_conditions),
     ):
-        if len(conds) > MAX_BINDING_CONDITIONS:
-            issues.append(Issue(path + (field,), f"at most {MAX_BINDING_CONDITIONS} entries", len(conds)))
+        if len(conds) > limits.max_binding_conditions:
+            issues.append(Issue(path + (field,), f"at most {limits.max_binding_conditions} entries", len(conds)))
         repeated = sorted(c for c, n in Tally(conds).items() if n > 1)
         if repeated:
             issues.append(Issue(path + (field,), "must not list a condition twice", repeated))

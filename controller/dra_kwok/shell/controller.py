@@ -33,11 +33,13 @@ from ..core.models import OVERLAY_GROUP, OVERLAY_KIND, OVERLAY_VERSION
 from ..core.render import LABEL_MANAGED_BY
 from ..core.selectors import requirements_match
 from ..core.status import FIELDS_DROPPED, PUBLISH_FAILED, overlay_status, same_status, status_events
+from ..core.versions import Target
 from . import metrics
 from .api import NODES_PATH, OVERLAYS_PATH, SLICES_PATH, ApiError, KubeApi, load_api_client
 from .health import PROBE_INTERVAL, ApiHealth, Permission
 from .reconciler import Reconciler
 from .settings import Settings
+from .version_probe import learn_target
 from .watch import Reflector
 from .world import World
 
@@ -68,6 +70,7 @@ class Controller:
         self.relisting: asyncio.Task[None] | None = None
         self.relist_at = 0.0
         self.first_listing_until: float | None = None  # end of kopf's first ConfigMap listing (moving)
+        self.target: Target | None = None  # learned at the first start
 
     # --- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -80,6 +83,9 @@ class Controller:
         if self.api is None:
             client = await load_api_client(s.kubeconfig, s.concurrency + 3)  # and the three watches
             self.api = KubeApi(client, s.concurrency, self.health)
+        if self.target is None:
+            self.target = await learn_target(self.api, s.kubernetes_version, s.feature_gates)
+            self.world.target = self.target
         await self._initial_sync()
         self.reconciler = Reconciler(self.world, self.api, s.workers)
         self.reconciler.start()
@@ -222,7 +228,7 @@ class Controller:
             config = None
             if text is not None:
                 with metrics.CONFIG_PARSE.time():
-                    config, issues = await asyncio.to_thread(load_config_text, text)
+                    config, issues = await asyncio.to_thread(load_config_text, text, self.world.target)
             loaded = (text, config, issues)
         was_invalid = self.world.config.present and not self.world.config.valid
         changed, dirty = self.world.on_configmap(event_type, obj, loaded)

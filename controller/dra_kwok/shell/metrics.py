@@ -43,3 +43,10 @@ CONFIG_PARSE = Histogram(
     "Time to parse and validate a changed config.yaml (in a worker thread; an unchanged text is not parsed).",
     buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+DRA_FEATURE = Gauge(
+    "dra_kwok_dra_feature_enabled",
+    "1 for each DRA slice feature the apiserver keeps (learned at startup), 0 for one it drops: "
+    "templates that use a 0 feature are refused in the overlay status and the ConfigMap's Events.",
+    ["feature"],
+)
+KUBERNETES_MINOR = Gauge("dra_kwok_kubernetes_minor", "The Kubernetes minor version published for (34 for 1.34).")

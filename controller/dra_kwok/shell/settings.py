@@ -32,3 +32,5 @@ class Settings:
     resync_seconds: float = 300.0  # safety-net full resync; writes nothing when nothing differs
     status_interval: float = 1.0  # overlay status is recomputed at most this often
     unready_after: float = 30.0  # seconds without an answer from the apiserver before /readyz fails
+    kubernetes_version: str | None = None  # None: learned from the apiserver (/version and dry-run probes)
+    feature_gates: str = ""  # "Gate=true,...": corrects the gates learned or assumed

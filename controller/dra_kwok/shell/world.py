@@ -21,6 +21,7 @@ from ..core.plan import NodePlan, ObservedSlice, plan_node
 from ..core.render import NodeRef, NodeSlices, RenderError, render
 from ..core.resolve import Conflict, Resolution, order_overlays, resolve
 from ..core.status import matchable_requirements
+from ..core.versions import DEFAULT_TARGET, Target
 from .settings import Settings
 
 log = logging.getLogger("dra_kwok.world")
@@ -83,8 +84,9 @@ def _older(event: ObservedSlice, held: ObservedSlice) -> bool:
 
 
 class World:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, target: Target = DEFAULT_TARGET) -> None:
         self.settings = settings
+        self.target = target  # the Kubernetes published for: learned once at startup
         self.nodes: dict[str, NodeRecord] = {}
         self.overlays: dict[str, OverlayState] = {}
         self.ordered: list[OverlayRule] = []
@@ -197,7 +199,7 @@ class World:
                 return False, []
             config: FallbackConfig | None = None
             if text is not None:
-                config, issues = load_config_text(text)
+                config, issues = load_config_text(text, self.target)
         else:
             text, config, issues = loaded
         self.config.present = True
@@ -231,7 +233,7 @@ class World:
         if state is not None and state.generation == generation and state.uid == uid:
             state.status = status  # our own status write, or someone else's: no spec change
             return False, []
-        rule, issues = load_overlay(obj)
+        rule, issues = load_overlay(obj, self.target)
         self.version += 1
         if state is None or state.uid != uid:
             state = OverlayState(name, uid, generation, None, issues, status, rule is not None)
@@ -334,7 +336,7 @@ class World:
             self._rendered(name)
             return None
         try:
-            rendered = render(NodeRef(node.name, node.uid), res)
+            rendered = render(NodeRef(node.name, node.uid), res, self.target.limits)
         except RenderError as exc:
             failure = (exc.sources, str(exc.issues[0]) if exc.issues else str(exc))
             if self.render_failures.get(name) != failure:

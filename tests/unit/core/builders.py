@@ -8,6 +8,7 @@ from typing import Any
 from dra_kwok.core.config import FallbackConfig, load_config_data
 from dra_kwok.core.issues import Issue, errors, format_path, warnings
 from dra_kwok.core.overlay import OverlayRule, load_overlay
+from dra_kwok.core.versions import DEFAULT_TARGET, Target
 
 DRIVER = "gpu.example.com"
 OTHER_DRIVER = "fpga.example.com"
@@ -83,8 +84,8 @@ def overlay(
     }
 
 
-def load_config_ok(doc: Any) -> FallbackConfig:
-    cfg, issues = load_config_data(doc)
+def load_config_ok(doc: Any, target: Target = DEFAULT_TARGET) -> FallbackConfig:
+    cfg, issues = load_config_data(doc, target)
     assert errors(issues) == [], [str(i) for i in issues]
     assert cfg is not None
     return cfg
@@ -97,9 +98,9 @@ def load_overlay_ok(doc: Mapping[str, Any]) -> OverlayRule:
     return rule
 
 
-def config_errors(doc: Any) -> list[Issue]:
+def config_errors(doc: Any, target: Target = DEFAULT_TARGET) -> list[Issue]:
     """The errors for a config that must be rejected (the config itself must then be None)."""
-    cfg, issues = load_config_data(doc)
+    cfg, issues = load_config_data(doc, target)
     errs = errors(issues)
     assert errs, "expected the configuration to be rejected"
     assert cfg is None

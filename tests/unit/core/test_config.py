@@ -17,6 +17,7 @@ from dra_kwok.core.config import (
 )
 from dra_kwok.core.issues import InvalidConfiguration, Issue, errors, format_path
 from dra_kwok.core.validation import Source
+from dra_kwok.core.versions import target
 
 from .builders import (
     DRIVER,
@@ -34,6 +35,8 @@ from .builders import (
 )
 
 DEV0 = "mappings[0].resourceSlice.devices[0]"
+
+PARTITIONABLE_ON = {"DRAPartitionableDevices": True}
 
 
 def counters(*sets: tuple[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -508,36 +511,49 @@ class TestCounters:
         assert format_path(issue.path) == "mappings[0].resourceSlice.sharedCounters[1].name"
         assert (issue.message, issue.value) == ("duplicate counter set name in the pool", "gpu-0")
 
-    def test_at_most_8_counter_sets(self) -> None:
+    def test_at_most_8_counter_sets_from_1_35(self) -> None:
         load_config_ok(
             config_with_devices(device(), sharedCounters=counters(*((f"s{i}", {"c": "1"}) for i in range(8))))
         )
         doc = config_with_devices(device(), sharedCounters=counters(*((f"s{i}", {"c": "1"}) for i in range(9))))
         issue = only_error(config_errors(doc))
         assert format_path(issue.path) == "mappings[0].resourceSlice.sharedCounters[8]"
-        assert (issue.message, issue.value) == ("at most 8 counter sets per pool", 9)
+        assert (issue.message, issue.value) == ("at most 8 counter sets per pool on Kubernetes 1.37", 9)
+        only_error(config_errors(doc, target("1.35", PARTITIONABLE_ON)))
+        load_config_ok(doc, target("1.34", PARTITIONABLE_ON))  # 1.34 counts counters, not sets
 
-    def test_at_most_32_counters_across_all_sets(self) -> None:
+    def test_1_34_allows_32_counters_across_all_sets(self) -> None:
+        on_1_34 = target("1.34", PARTITIONABLE_ON)
         many = {f"c{i}": "1" for i in range(17)}
-        load_config_ok(
-            config_with_devices(device(), sharedCounters=counters(("a", many), ("b", dict(list(many.items())[:15]))))
-        )
-        issue = only_error(
-            config_errors(config_with_devices(device(), sharedCounters=counters(("a", many), ("b", many))))
-        )
+        fits = config_with_devices(device(), sharedCounters=counters(("a", many), ("b", dict(list(many.items())[:15]))))
+        load_config_ok(fits, on_1_34)
+        too_many = config_with_devices(device(), sharedCounters=counters(("a", many), ("b", many)))
+        issue = only_error(config_errors(too_many, on_1_34))
         assert format_path(issue.path) == "mappings[0].resourceSlice.sharedCounters[0]"
-        assert issue.message == "at most 32 counters in all counter sets of a pool (Kubernetes 1.34's limit)"
+        assert issue.message == "at most 32 counters in all counter sets of a pool on Kubernetes 1.34"
         assert issue.value == 34
+        load_config_ok(too_many)  # 1.35 and later: 32 per set
+
+    def test_at_most_32_counters_per_set_from_1_35(self) -> None:
+        doc = config_with_devices(device(), sharedCounters=counters(("a", {f"c{i}": "1" for i in range(33)})))
+        issue = only_error(config_errors(doc))
+        assert (format_path(issue.path), issue.message, issue.value) == (
+            "mappings[0].resourceSlice.sharedCounters[0].counters",
+            "at most 32 counters per counter set on Kubernetes 1.37",
+            33,
+        )
 
     def test_at_most_2_consumptions_per_device_and_each_set_once(self) -> None:
         sets = counters(("a", {"c": "1"}), ("b", {"c": "1"}), ("d", {"c": "1"}))
         uses = [{"counterSet": s, "counters": {"c": "1"}} for s in ("a", "b", "d")]
-        issue = only_error(config_errors(config_with_devices(device(consumesCounters=uses), sharedCounters=sets)))
+        doc = config_with_devices(device(consumesCounters=uses), sharedCounters=sets)
+        issue = only_error(config_errors(doc))
         assert (format_path(issue.path), issue.message, issue.value) == (
             f"{DEV0}.consumesCounters",
-            "at most 2 counter sets consumed per device",
+            "at most 2 counter sets consumed per device on Kubernetes 1.37",
             3,
         )
+        load_config_ok(doc, target("1.34", PARTITIONABLE_ON))  # 1.34: 32 counters in all, any number of sets
         twice = [uses[0], uses[0]]
         issues = config_errors(config_with_devices(device(consumesCounters=twice), sharedCounters=sets))
         assert paths(issues) == [f"{DEV0}.consumesCounters[0].counterSet", f"{DEV0}.consumesCounters[1].counterSet"]
@@ -572,14 +588,22 @@ class TestTaintsAndBinding:
         taints = [{"key": "example.com/k", "value": "v", "effect": e} for e in ("NoSchedule", "NoExecute", "None")]
         load_config_ok(config_with_devices(device(taints=taints)))
 
-    def test_at_most_4_taints(self) -> None:
-        taints = [{"key": f"k{i}", "effect": "NoSchedule"} for i in range(5)]
-        load_config_ok(config_with_devices(device(taints=taints[:4])))
+    def test_at_most_16_taints_and_4_on_1_34(self) -> None:
+        taints = [{"key": f"k{i}", "effect": "NoSchedule"} for i in range(17)]
+        load_config_ok(config_with_devices(device(taints=taints[:16])))
         issue = only_error(config_errors(config_with_devices(device(taints=taints))))
         assert (format_path(issue.path), issue.message, issue.value) == (
             f"{DEV0}.taints",
-            "at most 4 taints per device",
+            "at most 16 taints per device on Kubernetes 1.37",
+            17,
+        )
+        on_1_34 = target("1.34", {"DRADeviceTaints": True})
+        load_config_ok(config_with_devices(device(taints=taints[:4])), on_1_34)
+        issue = only_error(config_errors(config_with_devices(device(taints=taints[:5])), on_1_34))
+        assert (issue.message, issue.value, issue.fix) == (
+            "at most 4 taints per device on Kubernetes 1.34",
             5,
+            "remove taints, or use Kubernetes 1.35 or later (16)",
         )
 
     def test_taint_effect_must_be_a_device_taint_effect(self) -> None:

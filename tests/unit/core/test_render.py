@@ -25,6 +25,7 @@ from dra_kwok.core.render import (
 )
 from dra_kwok.core.resolve import Resolution
 from dra_kwok.core.validation import PoolSpec, Source
+from dra_kwok.core.versions import DEFAULT_TARGET, Limits, target
 from tests.api_rules import node_problems
 from tests.support.names import multi_slice_name
 
@@ -39,8 +40,8 @@ def pool(*devices: Doc, driver: str = DRIVER, name: str = "m", **slice_fields: A
     return cfg.mappings[0].pool
 
 
-def rendered(*pools: PoolSpec, node: NodeRef = NODE) -> NodeSlices:
-    return render(node, Resolution(pools=pools))
+def rendered(*pools: PoolSpec, node: NodeRef = NODE, limits: Limits = DEFAULT_TARGET.limits) -> NodeSlices:
+    return render(node, Resolution(pools=pools), limits)
 
 
 def manifests(slices: NodeSlices, generation: int = 1) -> list[dict[str, Any]]:
@@ -140,13 +141,26 @@ class TestSplitting:
         assert [list(s.content) for s in out.all_slices()] == [["sharedCounters"]]
         assert out.all_slices()[0].slice_count == 1
 
-    def test_consumed_counters_per_slice_stay_within_1024(self) -> None:
-        """Kubernetes 1.34 allows 1024 consumed counters per slice: 64 devices x 32 counters would not fit."""
+    def test_counters_go_in_a_slice_of_their_own_and_devices_in_slices_of_64(self) -> None:
+        """1.35 and later: a slice has devices or sharedCounters; 64 devices when they consume counters."""
         sets = shared_sets(1, counters_each=32)
         use = [{"counterSet": "s0", "counters": {f"c{j}": "1" for j in range(32)}}]
         out = rendered(pool(device("part", count=100, consumesCounters=use), sharedCounters=sets))
-        assert [len(n) for n in device_names(out)] == [0, 32, 32, 32, 4]
+        assert [len(n) for n in device_names(out)] == [0, 64, 36]
+        assert list(out.all_slices()[0].content) == ["sharedCounters"]
         assert node_problems(manifests(out)) == []
+
+    def test_on_1_34_counters_share_the_slice_of_their_devices(self) -> None:
+        """1.34 resolves a device's counters in its own slice (and allows 1024 consumed per slice)."""
+        limits = target("1.34", {"DRAPartitionableDevices": True}).limits
+        sets = shared_sets(1, counters_each=32)
+        use = [{"counterSet": "s0", "counters": {f"c{j}": "1" for j in range(32)}}]
+        out = rendered(pool(device("part", count=32, consumesCounters=use), sharedCounters=sets), limits=limits)
+        (only_slice,) = out.all_slices()
+        assert sorted(only_slice.content) == ["devices", "sharedCounters"]
+        assert len(only_slice.content["devices"]) == 32
+        assert node_problems(manifests(out), minor=34) == []
+        assert node_problems(manifests(out)) != []  # the same slice is refused from 1.35
 
     def test_an_empty_pool_is_one_empty_slice(self) -> None:
         out = rendered(pool())
