@@ -76,20 +76,26 @@ def is_quantity(value: object) -> bool:
     return isinstance(value, str) and bool(QUANTITY.fullmatch(value))
 
 
-def _attribute_problems(where: str, attr: Any) -> list[str]:
+def _value_ok(kind: str, value: Any) -> bool:
+    if kind == "int":
+        return isinstance(value, int) and not isinstance(value, bool) and INT64[0] <= value <= INT64[1]
+    if kind == "bool":
+        return isinstance(value, bool)
+    if kind == "string":
+        return isinstance(value, str) and len(value.encode()) <= 64  # Go's len: bytes
+    if kind == "version":
+        return isinstance(value, str) and len(value) <= 64 and bool(SEMVER.fullmatch(value))
+    return False
+
+
+def _attribute_problems(where: str, attr: Any, minor: int = NEWEST) -> list[str]:
     if not isinstance(attr, Mapping) or len(attr) != 1:
         return [f"{where}: exactly one value must be set"]
     ((kind, value),) = attr.items()
-    if kind == "int":
-        ok = isinstance(value, int) and not isinstance(value, bool) and INT64[0] <= value <= INT64[1]
-    elif kind == "bool":
-        ok = isinstance(value, bool)
-    elif kind == "string":
-        ok = isinstance(value, str) and len(value.encode()) <= 64  # Go's len: bytes
-    elif kind == "version":
-        ok = isinstance(value, str) and len(value) <= 64 and bool(SEMVER.fullmatch(value))
+    if kind in ("ints", "bools", "strings", "versions") and minor >= 36:  # list attributes, 1.36+
+        ok = isinstance(value, list) and bool(value) and all(_value_ok(kind[:-1], v) for v in value)
     else:
-        ok = False
+        ok = _value_ok(kind, value)
     return [] if ok else [f"{where}: invalid {kind} value {value!r}"]
 
 
@@ -104,7 +110,12 @@ def device_problems(where: str, device: Mapping[str, Any], minor: int = NEWEST) 
     for key, attr in attrs.items():
         if not is_qualified_name(key):
             out.append(f"{where}.attributes[{key!r}]: invalid qualified name")
-        out += _attribute_problems(f"{where}.attributes[{key!r}]", attr)
+        out += _attribute_problems(f"{where}.attributes[{key!r}]", attr, minor)
+    values = sum(
+        len(v) if isinstance(v, list) else 1 for a in attrs.values() if isinstance(a, Mapping) for v in a.values()
+    )
+    if minor >= 36 and values > 48:
+        out.append(f"{where}: more than 48 attribute values")
     for key, cap in caps.items():
         if not is_qualified_name(key):
             out.append(f"{where}.capacity[{key!r}]: invalid qualified name")

@@ -35,6 +35,8 @@ import yaml
 from .core import names
 from .core.models import (
     DRIVER_OWNED_FIELDS,
+    LIST_KINDS,
+    MAX_COMPATIBILITY_GROUPS,
     MAX_DEVICES_PER_POOL,
     MAX_REQUIREMENTS,
     MAX_WEIGHT,
@@ -171,7 +173,8 @@ def _quantity_value(description: str, *, request_policy: bool) -> Schema:
 def _attribute_value() -> Schema:
     return {
         "description": (
-            "A device attribute: exactly one of int, bool, string or version, or the shorthand "
+            "A device attribute: exactly one of int, bool, string or version, a list (ints, bools, "
+            "strings, versions; Kubernetes 1.36+ with DRAListTypeAttributes), or the shorthand "
             "scalar (an integer, true/false, or a string of at most 64 bytes of UTF-8)."
         ),
         # Typeless (see the module docstring): the object keys are checked by `properties`,
@@ -188,13 +191,22 @@ def _attribute_value() -> Schema:
                 "maxLength": ATTRIBUTE_STRING_MAX,
                 "pattern": SEMVER_RE,
             },
+            "ints": _value_list({"type": "integer", "format": "int64"}),
+            "bools": _value_list({"type": "boolean"}),
+            "strings": _value_list({"type": "string", "maxLength": ATTRIBUTE_STRING_MAX}),
+            "versions": _value_list({"type": "string", "maxLength": ATTRIBUTE_STRING_MAX, "pattern": SEMVER_RE}),
         },
         "minProperties": 1,
         "maxProperties": 1,
-        "anyOf": [{"required": [key]} for key in ("int", "bool", "string", "version")],
+        "anyOf": [{"required": [key]} for key in ("int", "bool", "string", "version", *LIST_KINDS)],
         "maxLength": ATTRIBUTE_STRING_MAX,
         "multipleOf": 1,
     }
+
+
+def _value_list(item: Schema) -> Schema:
+    # 48 values per device is the apiserver's bound (1.36+); one list cannot hold more
+    return {"type": "array", "minItems": 1, "maxItems": 48, "x-kubernetes-list-type": "atomic", "items": item}
 
 
 def _counters(description: str) -> Schema:
@@ -288,6 +300,14 @@ def _counter_consumption() -> Schema:
         "properties": {
             "counterSet": _dns_label("The name of a counter set in the pool's sharedCounters."),
             "counters": _counters("Counter name (a DNS label) to the amount consumed."),
+            "compatibilityGroups": {
+                "type": "array",
+                "description": "Groups of devices of this counter set that may be allocated together "
+                "(Kubernetes 1.37+ with DRADeviceCompatibilityGroups).",
+                "maxItems": MAX_COMPATIBILITY_GROUPS,
+                "x-kubernetes-list-type": "set",
+                "items": _dns_label("A group name."),
+            },
         },
     }
 
@@ -423,6 +443,20 @@ def _slice_template_spec() -> Schema:
                 "x-kubernetes-list-type": "map",
                 "x-kubernetes-list-map-keys": ["name"],
                 "items": _counter_set(),
+            },
+            "partitionTypeAttribute": _string(
+                "The string attribute (<domain>/<name>) naming each partitionable device's type, e.g. "
+                "gpu.example.com/profile (Kubernetes 1.37+ with DRAPartitionableDevicesType).",
+                max_length=QUALIFIED_NAME_MAX,
+            ),
+            "skipNodeOperations": {
+                "type": "array",
+                "description": "Node operations skipped for these devices: NodePrepareResources (with "
+                "NodeUnprepareResources), NodeUnprepareResources or * (Kubernetes 1.37+ with "
+                "DRAOptionalNodeOperations).",
+                "maxItems": 3,
+                "x-kubernetes-list-type": "set",
+                "items": {"type": "string", "enum": ["NodePrepareResources", "NodeUnprepareResources", "*"]},
             },
             **owned,
         },

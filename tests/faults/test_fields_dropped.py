@@ -1,7 +1,13 @@
 """An apiserver that drops fields of a feature it does not enable answers 200 with the fields
-gone. On a cluster of its own with `DRADeviceBindingConditions=false`, a template with binding
-conditions is published without them: the overlay says FieldsDropped (naming the fields), a
-Warning Event and a metric count it, and the pool is not rewritten in a loop."""
+gone. On a cluster of its own with `DRADeviceBindingConditions=false` (a gate that is on by
+default from 1.36):
+
+- the controller learns it at startup (its dry-run probe comes back without the fields): a
+  template with binding conditions is refused before publishing, the overlay's Ready condition
+  names the version, the field and the gate, and nothing is written for it;
+- told a wrong version by flag (no probe), it publishes, sees the fields dropped in the answer:
+  the overlay says FieldsDropped (naming the fields), a Warning Event and a metric count it, and
+  the pool is not rewritten in a loop."""
 
 from __future__ import annotations
 
@@ -28,22 +34,52 @@ def gated_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]
         yield c
 
 
-def test_fields_the_apiserver_drops_are_reported_not_rewritten(gated_cluster: Cluster, tmp_path: Path) -> None:
+DEVICE = {
+    "name": "gpu",
+    "count": 2,
+    "bindsToNode": True,
+    "bindingConditions": ["dra.example.com/attached"],
+    "bindingFailureConditions": ["dra.example.com/failed"],
+}
+
+
+def gated_scenario(cluster: Cluster, tmp_path: Path) -> tuple[Scenario, str, str]:
     namespace = f"gated-{secrets.token_hex(4)}"
-    gated_cluster.kubectl("create", "namespace", namespace)
-    scenario = Scenario(gated_cluster, namespace, Cleanup(gated_cluster), tmp_path)
+    cluster.kubectl("create", "namespace", namespace)
+    scenario = Scenario(cluster, namespace, Cleanup(cluster), tmp_path)
     node = scenario.unique("kwok")
     scenario.node(node)
     overlay = scenario.unique("binding")
-    device = {
-        "name": "gpu",
-        "count": 2,
-        "bindsToNode": True,
-        "bindingConditions": ["dra.example.com/attached"],
-        "bindingFailureConditions": ["dra.example.com/failed"],
-    }
-    scenario.overlay(overlay, scenario.overlay_spec([device]))
+    scenario.overlay(overlay, scenario.overlay_spec([DEVICE]))
+    return scenario, node, overlay
+
+
+def test_a_feature_the_apiserver_drops_is_refused_before_publishing(gated_cluster: Cluster, tmp_path: Path) -> None:
+    scenario, node, overlay = gated_scenario(gated_cluster, tmp_path)
     with scenario.controller() as ctl:
+        ready = wait_until(
+            lambda: r if (r := ready_condition(gated_cluster, overlay)) and r["reason"] == "InvalidSpec" else None,
+            timeout=30,
+            what="Ready=False InvalidSpec",
+            describe=ctl.log,
+        )
+        message = ready["message"]
+        assert ready["status"] == "False"
+        assert "devices[0].bindingConditions" in message and "DRADeviceBindingConditions" in message, message
+        assert "(as the apiserver answered)" in message and "--feature-gates=DRADeviceBindingConditions=true" in message
+        assert "gates from the apiserver): taints on, partitionable on, consumable on, binding off" in ctl.log()
+        assert ctl.metric('dra_kwok_dra_feature_enabled{feature="binding"}') == 0
+        assert ctl.metric('dra_kwok_dra_feature_enabled{feature="taints"}') == 1
+        time.sleep(3)
+        assert scenario.slices(node) == [], "nothing is published for the refused overlay"
+        assert ctl.writes() == 0
+        assert not [k for k, v in ctl.metrics().items() if 'code="422"' in k and v]
+
+
+def test_fields_the_apiserver_drops_are_reported_not_rewritten(gated_cluster: Cluster, tmp_path: Path) -> None:
+    scenario, node, overlay = gated_scenario(gated_cluster, tmp_path)
+    # Told the version by flag, the controller does not probe and takes 1.37's defaults: wrong here.
+    with scenario.controller("--kubernetes-version", "1.37.2") as ctl:
         ready = wait_until(
             lambda: r if (r := ready_condition(gated_cluster, overlay)) and r["reason"] == "FieldsDropped" else None,
             timeout=30,

@@ -14,7 +14,15 @@ from pydantic import ValidationError
 from .issues import Issue, Path, Severity, errors
 from .models import DriverConfig, LabelSelector
 from .models import Mapping as MappingModel
-from .validation import PoolSpec, Source, driver_issues, pool_issues, pydantic_issues, unknown_field_issues
+from .validation import (
+    PoolSpec,
+    Source,
+    driver_issues,
+    pool_issues,
+    pydantic_issues,
+    slice_field_issues,
+    unknown_field_issues,
+)
 from .versions import DEFAULT_TARGET, Target
 
 DEFAULT_CONFIGMAP_NAME = "dra-kwok-configmap"
@@ -403,16 +411,21 @@ def _validate_mapping(raw: Any, default_driver: str | None, path: Path, target: 
     if driver is None:
         issues.append(Issue(spath + ("driver",), "no driver: set the top-level 'driver' or resourceSlice.driver"))
         return _CheckedMapping(None, tuple(issues))
+    rs = m.resource_slice
+    devices = [(spath + ("devices", j), d) for j, d in enumerate(rs.devices)]
     issues += pool_issues(
-        driver,
-        ((spath + ("devices", j), d) for j, d in enumerate(m.resource_slice.devices)),
-        ((spath + ("sharedCounters", j), c) for j, c in enumerate(m.resource_slice.shared_counters)),
-        target,
+        driver, devices, ((spath + ("sharedCounters", j), c) for j, c in enumerate(rs.shared_counters)), target
     )
+    issues += slice_field_issues(spath, rs.partition_type_attribute, rs.skip_node_operations, devices, target)
     if errors(issues):
         return _CheckedMapping(None, tuple(issues))
     pool = PoolSpec(
-        driver, tuple(m.resource_slice.devices), tuple(m.resource_slice.shared_counters), Source("mapping", m.name)
+        driver,
+        tuple(rs.devices),
+        tuple(rs.shared_counters),
+        Source("mapping", m.name),
+        rs.partition_type_attribute,
+        tuple(rs.skip_node_operations),
     )
     return _CheckedMapping(MappingRule(m.name, m.node_selector, pool), tuple(issues))
 

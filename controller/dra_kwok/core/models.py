@@ -92,13 +92,21 @@ def _value_shorthand(value: Any) -> Any:
     return value if isinstance(value, dict) else {"value": value}
 
 
+LIST_KINDS = ("ints", "bools", "strings", "versions")  # list attributes (DRAListTypeAttributes, 1.36+)
+
+
 class Attribute(Model):
-    """A device attribute: exactly one of int, bool, string or version."""
+    """A device attribute: exactly one of int, bool, string or version, or (1.36 and later, with
+    DRAListTypeAttributes) one non-empty list of them."""
 
     int_: StrictInt | None = Field(default=None, alias="int")
     bool_: StrictBool | None = Field(default=None, alias="bool")
     string: StrictStr | None = None
     version: StrictStr | None = None
+    ints: list[StrictInt] | None = None
+    bools: list[StrictBool] | None = None
+    strings: list[StrictStr] | None = None
+    versions: list[StrictStr] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -125,10 +133,25 @@ class Attribute(Model):
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Attribute:
-        set_ = [k for k, v in (("int", self.int_), ("bool", self.bool_)) if v is not None]
-        set_ += [k for k, v in (("string", self.string), ("version", self.version)) if v is not None]
+        set_ = [k for k, v in self._all_items() if v is not None]
         if len(set_) != 1:
-            raise ValueError(f"exactly one of int, bool, string or version must be set (found {set_ or 'none'})")
+            raise ValueError(
+                f"exactly one of int, bool, string or version (or a list: {', '.join(LIST_KINDS)}) must be set "
+                f"(found {set_ or 'none'})"
+            )
+        values = self.value_list
+        if values is not None:
+            if not values:
+                raise ValueError(f"{set_[0]} must not be empty")
+            if self.ints and not all(INT64_MIN <= v <= INT64_MAX for v in self.ints):
+                raise ValueError(f"int values must fit in 64 bits ({INT64_MIN} to {INT64_MAX})")
+            for text in self.strings or []:
+                if problem := names.string_attribute_problem(text):
+                    raise ValueError(f"string values {problem}")
+            for text in self.versions or []:
+                if problem := names.semver_problem(text):
+                    raise ValueError(f"version {shown(text)} {problem}")
+            return self
         if self.int_ is not None and not INT64_MIN <= self.int_ <= INT64_MAX:
             raise ValueError(f"int values must fit in 64 bits ({INT64_MIN} to {INT64_MAX})")
         if self.string is not None:
@@ -145,14 +168,25 @@ class Attribute(Model):
     def kind(self) -> str:
         return next(k for k, v in self.api_items())
 
-    def api_items(self) -> list[tuple[str, int | bool | str]]:
-        pairs: list[tuple[str, int | bool | str | None]] = [
+    @property
+    def value_list(self) -> list[Any] | None:
+        """The values of a list attribute; None for a single value."""
+        return next((v for v in (self.ints, self.bools, self.strings, self.versions) if v is not None), None)
+
+    def _all_items(self) -> list[tuple[str, Any]]:
+        return [
             ("int", self.int_),
             ("bool", self.bool_),
             ("string", self.string),
             ("version", self.version),
+            ("ints", self.ints),
+            ("bools", self.bools),
+            ("strings", self.strings),
+            ("versions", self.versions),
         ]
-        return [(k, v) for k, v in pairs if v is not None]
+
+    def api_items(self) -> list[tuple[str, Any]]:
+        return [(k, v) for k, v in self._all_items() if v is not None]
 
 
 class Capacity(Model):
@@ -204,11 +238,25 @@ class CounterSet(Model):
     counters: Annotated[dict[DnsLabel, Counter], Field(min_length=1)]
 
 
+MAX_COMPATIBILITY_GROUPS = 2
+
+
 class CounterConsumption(Model):
-    """What one device consumes from a counter set (`consumesCounters[]`)."""
+    """What one device consumes from a counter set (`consumesCounters[]`); `compatibilityGroups`
+    (1.37, DRADeviceCompatibilityGroups) limit which devices of the set are allocated together."""
 
     counter_set: DnsLabel
     counters: Annotated[dict[DnsLabel, Counter], Field(min_length=1)]
+    compatibility_groups: Annotated[list[DnsLabel], Field(max_length=MAX_COMPATIBILITY_GROUPS)] = Field(
+        default_factory=list
+    )
+
+    @field_validator("compatibility_groups")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("group names must be unique")
+        return value
 
 
 class Taint(Model):
@@ -329,11 +377,33 @@ class LabelSelector(Model):
         return value
 
 
+SkipNodeOperation = Literal["NodePrepareResources", "NodeUnprepareResources", "*"]
+
+
+def _fully_qualified_name(key: str) -> str:
+    if "/" not in key:
+        raise ValueError(f"{shown(key)} needs a domain: write it as <domain>/<name>, e.g. gpu.example.com/profile")
+    return _qualified_name(key)
+
+
 class PoolTemplate(Model):
-    """Devices and shared counters for one driver: the body of a ResourceSlice template."""
+    """Devices and shared counters for one driver: the body of a ResourceSlice template. The
+    1.37 alpha slice fields `partitionTypeAttribute` (DRAPartitionableDevicesType) and
+    `skipNodeOperations` (DRAOptionalNodeOperations) apply to the driver's whole pool."""
 
     devices: list[DeviceTemplate] = Field(default_factory=list)
     shared_counters: list[CounterSet] = Field(default_factory=list)
+    partition_type_attribute: Annotated[StrictStr, AfterValidator(_fully_qualified_name)] | None = None
+    skip_node_operations: list[SkipNodeOperation] = Field(default_factory=list)
+
+    @field_validator("skip_node_operations")
+    @classmethod
+    def _prepare_needs_unprepare(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("must not list an operation twice")
+        if "NodePrepareResources" in value and not {"NodeUnprepareResources", "*"} & set(value):
+            raise ValueError("NodePrepareResources may be skipped only with NodeUnprepareResources (or '*')")
+        return value
 
 
 class MappingSlice(PoolTemplate):

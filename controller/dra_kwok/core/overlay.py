@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .issues import Issue, Path, Severity, errors
+from .issues import Issue, Path, Severity, errors, format_path
 from .models import CounterSet, DeviceTemplate, OverlaySpec, Requirement
 from .quantity import parse_quantity
 from .validation import (
@@ -17,6 +17,7 @@ from .validation import (
     driver_issues,
     pool_issues,
     pydantic_issues,
+    slice_field_issues,
     surprise_issues,
     unknown_field_issues,
 )
@@ -57,16 +58,41 @@ def load_overlay(obj: Mapping[str, Any], target: Target = DEFAULT_TARGET) -> tup
 
     # Templates of one driver merge into one pool: a node has one pool per driver.
     by_driver: dict[str, tuple[list[tuple[Path, DeviceTemplate]], list[tuple[Path, CounterSet]]]] = {}
+    slice_fields: dict[str, tuple[Path, str | None, tuple[str, ...]]] = {}
     for i, tmpl in enumerate(spec.resource_slices):
         path: Path = ("spec", "resourceSlices", i, "spec")
         driver = tmpl.spec.driver
         devs, sets = by_driver.setdefault(driver, ([], []))
         devs.extend((path + ("devices", j), d) for j, d in enumerate(tmpl.spec.devices))
         sets.extend((path + ("sharedCounters", j), c) for j, c in enumerate(tmpl.spec.shared_counters))
+        fields = (path, tmpl.spec.partition_type_attribute, tuple(tmpl.spec.skip_node_operations))
+        first = slice_fields.setdefault(driver, fields)
+        if first[1:] != fields[1:] and (fields[1] is not None or fields[2]):
+            issues.append(
+                Issue(
+                    path,
+                    f"partitionTypeAttribute and skipNodeOperations apply to driver {driver}'s whole pool: "
+                    f"they differ from {format_path(first[0])}",
+                    fix="set them the same in every template of the driver, or in one only",
+                )
+            )
+        elif first[1] is None and not first[2]:
+            slice_fields[driver] = fields
     pools = []
     for driver, (devs, sets) in by_driver.items():
         issues += pool_issues(driver, devs, sets, target)
-        pools.append(PoolSpec(driver, tuple(d for _, d in devs), tuple(c for _, c in sets), Source("overlay", name)))
+        path, partition_type, skip = slice_fields[driver]
+        issues += slice_field_issues(path, partition_type, skip, devs, target)
+        pools.append(
+            PoolSpec(
+                driver,
+                tuple(d for _, d in devs),
+                tuple(c for _, c in sets),
+                Source("overlay", name),
+                partition_type,
+                skip,
+            )
+        )
     if not spec.resource_slices:
         issues.append(
             Issue(

@@ -115,7 +115,8 @@ def _compile(pool: PoolSpec, limits: Limits) -> _Compiled:
     advanced = False
     most_counters = 0
     for tmpl in pool.devices:
-        advanced = advanced or bool(tmpl.taints or tmpl.consumes_counters)
+        lists = limits.lists_are_advanced and any(a.value_list is not None for a in tmpl.attributes.values())
+        advanced = advanced or bool(tmpl.taints or tmpl.consumes_counters or lists)
         most_counters = max(most_counters, sum(len(c.counters) for c in tmpl.consumes_counters))
         for index, name in enumerate(tmpl.device_names()):
             body, dynamic = _device_body(tmpl, name)
@@ -128,7 +129,9 @@ def _compile(pool: PoolSpec, limits: Limits) -> _Compiled:
     if not any(dynamic for _, dynamic, _ in devices):
         static = tuple(
             (c, fingerprint(c))
-            for c in _chunks([body for body, _, _ in devices], counter_sets, per_slice, limits.counters_with_devices)
+            for c in _with_slice_fields(
+                pool, _chunks([body for body, _, _ in devices], counter_sets, per_slice, limits.counters_with_devices)
+            )
         )
     compiled = _Compiled(tuple(devices), counter_sets, per_slice, static, limits.counters_with_devices)
     _COMPILED[key] = (pool, compiled)  # the pool is kept alive so its id is not reused
@@ -231,6 +234,24 @@ def _chunks(devices: list[Body], counter_sets: tuple[Body, ...], per_slice: int,
     return chunks
 
 
+def _with_slice_fields(pool: PoolSpec, chunks: list[Body]) -> list[Body]:
+    """The pool-wide slice fields on each slice: skipNodeOperations on all of them, and
+    partitionTypeAttribute on those whose devices consume counters (the only ones that may have it)."""
+    if not pool.skip_node_operations and pool.partition_type_attribute is None:
+        return chunks
+    out = []
+    for chunk in chunks:
+        extra: Body = {}
+        if pool.skip_node_operations:
+            extra["skipNodeOperations"] = list(pool.skip_node_operations)
+        if pool.partition_type_attribute is not None and any(
+            d.get("consumesCounters") for d in chunk.get("devices") or []
+        ):
+            extra["partitionTypeAttribute"] = pool.partition_type_attribute
+        out.append({**chunk, **extra})
+    return out
+
+
 def render(node: NodeRef, resolution: Resolution, limits: Limits = DEFAULT_TARGET.limits) -> NodeSlices:
     """The slices for `node`, laid out for the targeted version's `limits`. Raises RenderError
     when a placeholder makes a value invalid."""
@@ -249,7 +270,9 @@ def render(node: NodeRef, resolution: Resolution, limits: Limits = DEFAULT_TARGE
         ]
         if len(errors) > before:
             failed.append(str(pool.source))
-        own = _chunks(devices, compiled.counter_sets, compiled.per_slice, compiled.counters_with_devices)
+        own = _with_slice_fields(
+            pool, _chunks(devices, compiled.counter_sets, compiled.per_slice, compiled.counters_with_devices)
+        )
         contents.append((pool, [(c, "") for c in own]))
     if errors:
         raise RenderError(node.name, errors, tuple(failed))
@@ -299,10 +322,19 @@ def slice_manifest(desired: DesiredSlice, node: NodeRef, generation: int, manage
     }
 
 
+SLICE_FIELDS = ("partitionTypeAttribute", "skipNodeOperations")
+
+
 def content_of(spec: Mapping[str, Any]) -> Body:
-    """The part of a slice spec that `render` decides: devices, shared counters, or (1.34) both."""
+    """The part of a slice spec that `render` decides: devices, shared counters, or (1.34) both,
+    and the pool-wide slice fields where set."""
     if spec.get("sharedCounters"):
+        out: Body = {"sharedCounters": spec["sharedCounters"]}
         if spec.get("devices"):
-            return {"sharedCounters": spec["sharedCounters"], "devices": spec["devices"]}
-        return {"sharedCounters": spec["sharedCounters"]}
-    return {"devices": spec.get("devices") or []}
+            out["devices"] = spec["devices"]
+    else:
+        out = {"devices": spec.get("devices") or []}
+    for key in SLICE_FIELDS:
+        if spec.get(key):
+            out[key] = spec[key]
+    return out

@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import functools
 from collections import Counter as Tally
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import UnionType
 from typing import Annotated, Any, Union, get_args, get_origin
@@ -21,7 +21,20 @@ from . import names
 from .issues import Issue, Path, Severity, format_path
 from .models import MAX_DEVICES_PER_POOL, CounterSet, DeviceTemplate
 from .quantity import parse_quantity, quantity_surprise
-from .versions import BINDING, CONSUMABLE, DEFAULT_TARGET, EXTENDED, PARTITIONABLE, TAINTS, Feature, Target
+from .versions import (
+    BINDING,
+    COMPATIBILITY_GROUPS,
+    CONSUMABLE,
+    DEFAULT_TARGET,
+    EXTENDED,
+    LIST_ATTRIBUTES,
+    PARTITION_TYPE,
+    PARTITIONABLE,
+    SKIP_NODE_OPERATIONS,
+    TAINTS,
+    Feature,
+    Target,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +56,8 @@ class PoolSpec:
     devices: tuple[DeviceTemplate, ...]
     counter_sets: tuple[CounterSet, ...]
     source: Source
+    partition_type_attribute: str | None = None  # 1.37 alpha slice fields, for the whole pool
+    skip_node_operations: tuple[str, ...] = ()
 
     @property
     def device_count(self) -> int:
@@ -186,6 +201,42 @@ def driver_issues(driver: str, path: Path) -> list[Issue]:
     return [Issue(path, f"invalid driver name: {problem}", driver, f"use {names.suggest_driver_name(driver)!r}")]
 
 
+def slice_field_issues(
+    template_path: Path,
+    partition_type_attribute: str | None,
+    skip_node_operations: Sequence[str],
+    devices: Iterable[tuple[Path, DeviceTemplate]],
+    target: Target,
+) -> list[Issue]:
+    """The slice-level 1.37 alpha fields of one template: their gates, and a partition type
+    attribute that each device consuming counters carries as a string."""
+    issues: list[Issue] = []
+    if skip_node_operations and not target.has(SKIP_NODE_OPERATIONS):
+        issues.append(_missing_feature(template_path + ("skipNodeOperations",), target, SKIP_NODE_OPERATIONS))
+    if partition_type_attribute is None:
+        return issues
+    where = template_path + ("partitionTypeAttribute",)
+    if not target.has(PARTITION_TYPE):
+        issues.append(_missing_feature(where, target, PARTITION_TYPE))
+    consumers = [(p, d) for p, d in devices if d.consumes_counters]
+    if not consumers:
+        issues.append(
+            Issue(where, "is allowed only when devices consume counters", fix="remove it, or add consumesCounters")
+        )
+    for path, dev in consumers:
+        attr = dev.attributes.get(partition_type_attribute)
+        if attr is None or attr.string is None:
+            issues.append(
+                Issue(
+                    path + ("attributes",),
+                    f"a device that consumes counters needs the partition type attribute "
+                    f"{partition_type_attribute!r} as a string",
+                    fix=f"add attributes: {{{partition_type_attribute}: {{string: <type>}}}}",
+                )
+            )
+    return issues
+
+
 def pool_issues(
     driver: str,
     devices: Iterable[tuple[Path, DeviceTemplate]],
@@ -327,6 +378,23 @@ def _device_issues(path: Path, dev: DeviceTemplate, sets: dict[str, CounterSet],
                 n_keys,
             )
         )
+    lists = [k for k, a in dev.attributes.items() if a.value_list is not None]
+    if lists and not target.has(LIST_ATTRIBUTES):
+        issues.append(_missing_feature(path + ("attributes", lists[0]), target, LIST_ATTRIBUTES))
+    n_values = sum(len(a.value_list) if a.value_list is not None else 1 for a in dev.attributes.values())
+    if limits.max_attribute_values is not None and n_values > limits.max_attribute_values:
+        issues.append(
+            Issue(
+                path + ("attributes",),
+                f"{n_values} attribute values (list items counted one by one); at most "
+                f"{limits.max_attribute_values} per device on {target.name}",
+                n_values,
+            )
+        )
+    grouped = [i for i, c in enumerate(dev.consumes_counters) if c.compatibility_groups]
+    if grouped and not target.has(COMPATIBILITY_GROUPS):
+        groups_path = path + ("consumesCounters", grouped[0], "compatibilityGroups")
+        issues.append(_missing_feature(groups_path, target, COMPATIBILITY_GROUPS))
     if dev.taints and not target.has(TAINTS):
         issues.append(_missing_feature(path + ("taints",), target, TAINTS))
     if len(dev.taints) > limits.max_taints:

@@ -14,6 +14,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 SUPPORTED_MINORS = (34, 35, 36, 37)
 OLDEST, NEWEST = SUPPORTED_MINORS[0], SUPPORTED_MINORS[-1]
@@ -53,6 +54,7 @@ GATES: dict[str, dict[int, GateState]] = {
     "DRAPrioritizedList": {34: B_ON, 35: B_ON, 36: GA_ON, 37: GA_ON},
     "DRAAdminAccess": {34: B_ON, 35: B_ON, 36: GA_ON, 37: GA_ON},
     "DRAListTypeAttributes": {36: A_OFF, 37: A_OFF},
+    "DRAResourcePoolStatus": {36: A_OFF, 37: A_OFF},  # DRAPartitionableDevicesType depends on it
     "DRADeviceCompatibilityGroups": {37: A_OFF},
     "DRAPartitionableDevicesType": {37: A_OFF},
     "DRAOptionalNodeOperations": {37: A_OFF},
@@ -113,8 +115,43 @@ PRIORITIZED = Feature(
     "prioritized", "prioritized alternatives", ("DRAPrioritizedList",), "claim requests[].firstAvailable", False
 )
 ADMIN = Feature("admin", "admin access", ("DRAAdminAccess",), "claim requests[].adminAccess", in_slices=False)
+LIST_ATTRIBUTES = Feature(
+    "list-attributes",
+    "list attributes",
+    ("DRAListTypeAttributes",),
+    "devices[].attributes[].ints/bools/strings/versions",
+)
+COMPATIBILITY_GROUPS = Feature(
+    "compatibility-groups",
+    "device compatibility groups",
+    ("DRADeviceCompatibilityGroups", "DRAPartitionableDevices"),
+    "devices[].consumesCounters[].compatibilityGroups",
+)
+PARTITION_TYPE = Feature(
+    "partition-type",
+    "partition types",
+    ("DRAPartitionableDevicesType", "DRAPartitionableDevices"),
+    "partitionTypeAttribute",
+)
+SKIP_NODE_OPERATIONS = Feature(
+    "skip-node-operations", "optional node operations", ("DRAOptionalNodeOperations",), "skipNodeOperations"
+)
 
-FEATURES = (TAINTS, PARTITIONABLE, CONSUMABLE, BINDING, EXTENDED, CLAIM_STATUS, TAINT_RULES, PRIORITIZED, ADMIN)
+FEATURES = (
+    TAINTS,
+    PARTITIONABLE,
+    CONSUMABLE,
+    BINDING,
+    LIST_ATTRIBUTES,
+    COMPATIBILITY_GROUPS,
+    PARTITION_TYPE,
+    SKIP_NODE_OPERATIONS,
+    EXTENDED,
+    CLAIM_STATUS,
+    TAINT_RULES,
+    PRIORITIZED,
+    ADMIN,
+)
 SLICE_FEATURES = tuple(f for f in FEATURES if f.in_slices)
 
 
@@ -123,7 +160,7 @@ class Limits:
     """The apiserver's bounds on one ResourceSlice (pkg/apis/resource/types.go and validation)."""
 
     max_devices: int = 128
-    max_devices_advanced: int = 64  # when a device has taints or consumes counters
+    max_devices_advanced: int = 64  # when a device has taints or consumes counters (1.36+: or list attributes)
     max_taints: int = 16
     taint_effects: tuple[str, ...] = ("NoSchedule", "NoExecute", "None")
     counters_with_devices: bool = False  # 1.34: counters live in the slice of the devices using them
@@ -136,6 +173,8 @@ class Limits:
     max_consumed_counters_per_slice: int | None = None
     max_binding_conditions: int = 4
     max_attributes_and_capacities: int = 32
+    max_attribute_values: int | None = None  # 1.36+: 48 per device, list items counted one by one
+    lists_are_advanced: bool = False  # 1.36+: list attributes bring a slice down to max_devices_advanced
 
 
 LIMITS: dict[int, Limits] = {
@@ -153,8 +192,8 @@ LIMITS: dict[int, Limits] = {
         max_consumed_counters_per_slice=1024,
     ),
     35: Limits(),
-    36: Limits(),
-    37: Limits(),
+    36: Limits(max_attribute_values=48, lists_are_advanced=True),
+    37: Limits(max_attribute_values=48, lists_are_advanced=True),
 }
 
 
@@ -291,13 +330,15 @@ def probe_specs(minor: int) -> dict[str, dict[str, object]]:
     """For each slice feature, the spec of a ResourceSlice that uses it (sent with dryRun=All:
     nothing is stored). An apiserver whose gate is off drops the field and answers 201."""
     counters = [{"name": "probe", "counters": {"c": {"value": "1"}}}]
-    consumer = {"name": "probe", "consumesCounters": [{"counterSet": "probe", "counters": {"c": {"value": "1"}}}]}
+    use: dict[str, object] = {"counterSet": "probe", "counters": {"c": {"value": "1"}}}
+    consumer: dict[str, object] = {"name": "probe", "consumesCounters": [use]}
     partitionable: dict[str, object] = (
         {"sharedCounters": counters, "devices": [consumer]}
         if LIMITS[minor].counters_with_devices
         else {"sharedCounters": counters}
     )
-    return {
+    key = PROBE_KEY.replace("/probe", "/type")
+    specs: dict[str, dict[str, object]] = {
         TAINTS.key: {"devices": [{"name": "probe", "taints": [{"key": PROBE_KEY, "effect": "NoSchedule"}]}]},
         PARTITIONABLE.key: partitionable,
         CONSUMABLE.key: {"devices": [{"name": "probe", "allowMultipleAllocations": True}]},
@@ -311,7 +352,17 @@ def probe_specs(minor: int) -> dict[str, dict[str, object]]:
                 }
             ]
         },
+        LIST_ATTRIBUTES.key: {"devices": [{"name": "probe", "attributes": {"probe": {"strings": ["a"]}}}]},
+        COMPATIBILITY_GROUPS.key: {
+            "devices": [{"name": "probe", "consumesCounters": [{**use, "compatibilityGroups": ["a"]}]}]
+        },
+        PARTITION_TYPE.key: {
+            "partitionTypeAttribute": key,
+            "devices": [{**consumer, "attributes": {key: {"string": "full"}}}],
+        },
+        SKIP_NODE_OPERATIONS.key: {"skipNodeOperations": ["*"], "devices": [{"name": "probe"}]},
     }
+    return {k: v for k, v in specs.items() if _BY_KEY[k].exists(minor)}
 
 
 def probe_manifest(name: str, spec: Mapping[str, object]) -> dict[str, object]:
@@ -328,17 +379,25 @@ def probe_manifest(name: str, spec: Mapping[str, object]) -> dict[str, object]:
     }
 
 
-_PROBE_FIELD = {TAINTS.key: "taints", PARTITIONABLE.key: "sharedCounters", CONSUMABLE.key: "allowMultipleAllocations",
-                BINDING.key: "bindingConditions"}  # fmt: skip
+_BY_KEY = {f.key: f for f in FEATURES}
 
 
-def probe_kept(feature: str, stored_spec: Mapping[str, object]) -> bool:
+def probe_kept(feature: str, stored_spec: Mapping[str, Any]) -> bool:
     """Whether the apiserver kept the probed field in the object it answered with."""
-    key = _PROBE_FIELD[feature]
-    if key in stored_spec:
-        return bool(stored_spec[key])
-    devices = stored_spec.get("devices")
-    return isinstance(devices, list) and any(isinstance(d, Mapping) and d.get(key) for d in devices)
+    devices = [d for d in stored_spec.get("devices") or [] if isinstance(d, Mapping)]
+    first: Mapping[str, Any] = devices[0] if devices else {}
+    uses = first.get("consumesCounters") or [{}]
+    kept = {
+        TAINTS.key: lambda: bool(first.get("taints")),
+        PARTITIONABLE.key: lambda: bool(stored_spec.get("sharedCounters")),
+        CONSUMABLE.key: lambda: bool(first.get("allowMultipleAllocations")),
+        BINDING.key: lambda: bool(first.get("bindingConditions")),
+        LIST_ATTRIBUTES.key: lambda: bool(((first.get("attributes") or {}).get("probe") or {}).get("strings")),
+        COMPATIBILITY_GROUPS.key: lambda: bool(uses[0].get("compatibilityGroups")),
+        PARTITION_TYPE.key: lambda: bool(stored_spec.get("partitionTypeAttribute")),
+        SKIP_NODE_OPERATIONS.key: lambda: bool(stored_spec.get("skipNodeOperations")),
+    }
+    return kept[feature]()
 
 
 def probed_target(version: str, answers: Mapping[str, bool]) -> Target:
@@ -347,9 +406,8 @@ def probed_target(version: str, answers: Mapping[str, bool]) -> Target:
     base = target(version)
     enabled = set(base.gates)
     off = set()
-    by_key = {f.key: f for f in SLICE_FEATURES}
     for key, kept in answers.items():
-        feature = by_key[key]
+        feature = _BY_KEY[key]
         if kept:
             enabled |= set(feature.gates)
         elif base.has(feature):

@@ -89,7 +89,27 @@ class TestAttribute:
     @pytest.mark.parametrize(("raw", "found"), [({}, "none"), ({"string": "a", "int": 1}, "['int', 'string']")])
     def test_exactly_one_value_must_be_set(self, raw: dict[str, Any], found: str) -> None:
         _, message = one_issue(Attribute, raw)
-        assert message == f"exactly one of int, bool, string or version must be set (found {found})"
+        assert message == (
+            f"exactly one of int, bool, string or version (or a list: ints, bools, strings, versions) must be set "
+            f"(found {found})"
+        )
+
+    @pytest.mark.parametrize(
+        ("raw", "says"),
+        [
+            ({"strings": []}, "strings must not be empty"),
+            ({"strings": ["x" * 65]}, "string values "),
+            ({"versions": ["1.2"]}, "version '1.2' "),
+            ({"ints": [1], "int": 1}, "exactly one of"),
+        ],
+    )
+    def test_list_attributes_are_checked_like_single_values(self, raw: dict[str, Any], says: str) -> None:
+        _, message = one_issue(Attribute, raw)
+        assert says in message
+
+    def test_list_attributes(self) -> None:
+        attr = Attribute.model_validate({"versions": ["1.2.3", "2.0.0"]})
+        assert attr.api_items() == [("versions", ["1.2.3", "2.0.0"])] and attr.value_list == ["1.2.3", "2.0.0"]
 
     def test_string_of_64_characters_is_accepted(self) -> None:
         assert Attribute.model_validate("x" * 64).string == "x" * 64

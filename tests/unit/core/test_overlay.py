@@ -162,7 +162,11 @@ class TestDocumentShape:
         assert rule is None
         assert sorted((format_path(i.path), i.message, i.fix) for i in issues) == [
             ("spec.resourceSlices[0].spec.devices[0].atributes", "unknown field", "did you mean 'attributes'?"),
-            ("spec.resourceSlices[0].spec.pol", "unknown field", "known fields here: devices, sharedCounters, driver"),
+            (
+                "spec.resourceSlices[0].spec.pol",
+                "unknown field",
+                "known fields here: devices, sharedCounters, partitionTypeAttribute, skipNodeOperations, driver",
+            ),
             ("spec.weigth", "unknown field", "did you mean 'weight'?"),
         ]
         assert all(i.is_error for i in issues)

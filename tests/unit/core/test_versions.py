@@ -4,7 +4,7 @@ version, the field and the gate, the probe's reading of an apiserver's answer, a
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -187,3 +187,85 @@ def test_docs_support_table_is_the_generated_one() -> None:
 def test_the_default_target_is_the_newest_supported_minor() -> None:
     assert versions.DEFAULT_TARGET.minor == versions.NEWEST == 37
     assert versions.RELEASES[versions.NEWEST] == "1.37.2"
+
+
+class TestAlphaFieldsOf1_37:
+    """List attributes (1.36+), compatibility groups, partition types and optional node
+    operations (1.37): refused with the gate to enable while it is off, published when it is on."""
+
+    ALL_ON: ClassVar[dict[str, bool]] = {
+        "DRAListTypeAttributes": True,
+        "DRADeviceCompatibilityGroups": True,
+        "DRAPartitionableDevicesType": True,
+        "DRAOptionalNodeOperations": True,
+    }
+    SETS: ClassVar[list[dict[str, Any]]] = [{"name": "mem", "counters": {"memory": "8Gi"}}]
+
+    def devices(self) -> list[dict[str, Any]]:
+        use = [{"counterSet": "mem", "counters": {"memory": "4Gi"}, "compatibilityGroups": ["half"]}]
+        return [
+            device("half", count=2, consumesCounters=use, attributes={"gpu.example.com/profile": "half"}),
+            device("nic", attributes={"ips": {"strings": ["10.0.0.1", "10.0.0.2"]}}),
+        ]
+
+    def spec(self) -> dict[str, Any]:
+        return {
+            "sharedCounters": self.SETS,
+            "partitionTypeAttribute": "gpu.example.com/profile",
+            "skipNodeOperations": ["*"],
+        }
+
+    def test_refused_while_their_gates_are_off(self) -> None:
+        errs = overlay_errors(self.devices(), target("1.37"), **self.spec())
+        assert [e.split(":")[0] for e in errs] == [
+            "spec.resourceSlices[0].spec.devices[0].consumesCounters[0].compatibilityGroups",
+            "spec.resourceSlices[0].spec.devices[1].attributes.ips",
+            "spec.resourceSlices[0].spec.skipNodeOperations",
+            "spec.resourceSlices[0].spec.partitionTypeAttribute",
+        ]
+        assert "DRADeviceCompatibilityGroups (alpha, off by default)" in errs[0]
+        assert "--feature-gates=DRAListTypeAttributes=true" in errs[1]
+        (err,) = overlay_errors([self.devices()[1]], target("1.35"))
+        assert "Kubernetes 1.35 has no list attributes (new in 1.36)" in err
+
+    def test_published_when_their_gates_are_on(self) -> None:
+        on = target("1.37", self.ALL_ON)
+        rule, issues = load_overlay(overlay("o", templates=[template(devices=self.devices(), **self.spec())]), on)
+        assert rule is not None, [str(i) for i in issues]
+        from dra_kwok.core.render import NodeRef, render, slice_manifest
+        from dra_kwok.core.resolve import Resolution
+        from tests.api_rules import node_problems
+
+        out = render(NodeRef("n1", "uid-1"), Resolution(pools=rule.pools), on.limits)
+        specs = [s.content for s in out.all_slices()]
+        assert specs[0] == {"sharedCounters": [{"name": "mem", "counters": {"memory": {"value": "8Gi"}}}],
+                            "skipNodeOperations": ["*"]}  # fmt: skip
+        assert specs[1]["partitionTypeAttribute"] == "gpu.example.com/profile"
+        assert specs[1]["skipNodeOperations"] == ["*"]
+        assert specs[1]["devices"][0]["consumesCounters"][0]["compatibilityGroups"] == ["half"]
+        assert specs[1]["devices"][2]["attributes"]["ips"] == {"strings": ["10.0.0.1", "10.0.0.2"]}
+        assert node_problems([slice_manifest(s, out.node, 1) for s in out.all_slices()]) == []
+
+    def test_a_partition_type_needs_the_attribute_on_every_consumer(self) -> None:
+        devs = self.devices()
+        devs[0]["attributes"] = {}
+        errs = overlay_errors(devs, target("1.37", self.ALL_ON), **self.spec())
+        assert errs == [
+            "spec.resourceSlices[0].spec.devices[0].attributes: a device that consumes counters needs the partition "
+            "type attribute 'gpu.example.com/profile' as a string; fix: add attributes: "
+            "{gpu.example.com/profile: {string: <type>}}"
+        ]
+
+    def test_at_most_48_attribute_values_per_device(self) -> None:
+        many = device("nic", attributes={"a": {"ints": list(range(40))}, "b": {"ints": list(range(9))}})
+        (err,) = overlay_errors([many], target("1.37", self.ALL_ON))
+        assert "49 attribute values (list items counted one by one); at most 48 per device on Kubernetes 1.37" in err
+
+    def test_the_1_37_probes_cover_the_alpha_fields(self) -> None:
+        assert set(probe_specs(37)) == {
+            "taints", "partitionable", "consumable", "binding", "list-attributes", "compatibility-groups",
+            "partition-type", "skip-node-operations",
+        }  # fmt: skip
+        assert "partition-type" not in probe_specs(36) and "list-attributes" in probe_specs(36)
+        learned = probed_target("1.37.2", {"list-attributes": True})
+        assert learned.has(versions.LIST_ATTRIBUTES) and not learned.has(versions.SKIP_NODE_OPERATIONS)
