@@ -86,9 +86,13 @@ class Writer(threading.Thread):
             time.sleep(WRITER_PAUSE)
 
 
-def test_concurrent_writer_is_repaired_at_a_bounded_rate(
-    scenario: Scenario, controller: ControllerProcess, rest: Rest
-) -> None:
+def test_concurrent_writer_is_repaired_at_a_bounded_rate(scenario: Scenario, rest: Rest) -> None:
+    # DEBUG: each write is logged with its reason, shown if one happens after convergence
+    with scenario.controller("--log-level", "DEBUG") as controller:
+        repaired_at_a_bounded_rate(scenario, controller, rest)
+
+
+def repaired_at_a_bounded_rate(scenario: Scenario, controller: ControllerProcess, rest: Rest) -> None:
     oracle = Oracle(rest, scenario.tag, scenario.managed_by)
     oracle.config_text = config(scenario.tag)
     scenario.config(oracle.config_text)
@@ -132,9 +136,11 @@ def test_concurrent_writer_is_repaired_at_a_bounded_rate(
 
     # Quiet afterwards: no write, no request, while nothing changes.
     writes, requests = controller.writes(), controller.metric("dra_kwok_api_requests_total")
+    log_before = len(controller.log_path.read_text(errors="replace"))
     time.sleep(3)
-    assert controller.writes() == writes
-    assert controller.metric("dra_kwok_api_requests_total") == requests
+    since = controller.log_path.read_text(errors="replace")[log_before:]  # what the controller said meanwhile
+    assert controller.writes() == writes, f"wrote after convergence; its log since:\n{since}"
+    assert controller.metric("dra_kwok_api_requests_total") == requests, f"its log since:\n{since}"
     assert oracle.exact(), oracle.last
 
 

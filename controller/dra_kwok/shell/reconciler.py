@@ -150,6 +150,8 @@ class Reconciler:
             metrics.RECONCILES.labels(result="throttled").inc()
             self._later(name, 1.0 / BUCKET_REFILL)
             return
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("node %s: writing (%s)", name, "; ".join(f"{p.driver}: {p.reason}" for p in plan.pools))
         try:
             dropped = await self.execute(plan)
         except ForeignSlice as exc:
