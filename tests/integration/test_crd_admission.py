@@ -200,7 +200,9 @@ SCHEMA_CASES = [
     bad("taint-effect", (*DEV0, "taints", 0, "effect"), "PreferNoSchedule"),
     bad("taint-key", (*DEV0, "taints", 0, "key"), "bad key"),
     bad("taint-value", (*DEV0, "taints", 0, "value"), "not a label value"),
-    bad("taints-too-many", (*DEV0, "taints"), [{"key": f"k{i}", "effect": "None"} for i in range(5)]),
+    # The CRD admits the most any supported version takes (16 taints from 1.35, 1.34's 32 counters
+    # in any number of sets or consumptions); the controller checks the version it publishes for.
+    bad("taints-too-many", (*DEV0, "taints"), [{"key": f"k{i}", "effect": "None"} for i in range(17)]),
     bad("binding-conditions-too-many", (*DEV1, "bindingConditions"), [f"c{i}" for i in range(5)]),
     bad("binding-condition-name", (*DEV1, "bindingConditions"), ["not a condition"], (*DEV1, "bindingConditions", 0)),
     # The apiserver rejects duplicates in a ResourceSlice too, and so does the core.
@@ -208,7 +210,7 @@ SCHEMA_CASES = [
     bad(
         "consumes-too-many",
         (*DEV1, "consumesCounters"),
-        [{"counterSet": f"s{i}", "counters": {"a": 1}} for i in range(3)],
+        [{"counterSet": f"s{i}", "counters": {"a": 1}} for i in range(33)],
     ),
     bad(
         "consumes-same-set-twice",
@@ -220,7 +222,7 @@ SCHEMA_CASES = [
     bad("counter-set-name", (*SETS, 0, "name"), "GPU_counters"),
     bad("counter-set-empty", (*SETS, 0, "counters"), {}),
     bad("counter-quantity", (*SETS, 0, "counters", "sms"), "many"),
-    bad("counter-sets-too-many", SETS, [{"name": f"s{i}", "counters": {"a": 1}} for i in range(9)]),
+    bad("counter-sets-too-many", SETS, [{"name": f"s{i}", "counters": {"a": 1}} for i in range(33)]),
     bad("counter-sets-same-name", (*SETS, 1), {"name": "gpu-counters", "counters": {"a": 1}}),
     bad("requirements-too-many", REQ, [{"key": f"k{i}", "operator": "Exists"} for i in range(101)]),
     bad("requirements-missing", REQ, DELETE),
