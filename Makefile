@@ -4,7 +4,14 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
-export GOTOOLCHAIN := local
+# One release of each supported Kubernetes minor, oldest first (the default, in hack/versions.env,
+# is the newest); `make test-versions` runs the `versions` tests on each, `make test` on the oldest.
+KUBE_VERSIONS := 1.34.4 1.35.4 1.36.3 1.37.2
+KUBE_OLDEST := $(firstword $(KUBE_VERSIONS))
+# The local Go unless the caller sets GOTOOLCHAIN (e.g. `export GOTOOLCHAIN=go1.27.3` for a newer
+# Go, which the go command fetches from the module proxy); the hack scripts do the same.
+GOTOOLCHAIN ?= local
+export GOTOOLCHAIN
 
 .PHONY: help
 help: ## List the targets.
@@ -20,7 +27,8 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed ## Create the Python virtual environment with the project and its dev tools.
 
 .PHONY: binaries
-binaries: ## Build (or reuse from cache) etcd, kube-*, kubectl, kwok, kwokctl and helm from Go modules.
+binaries: ## Build (or reuse from cache) etcd, kube-*, kubectl, kwok, kwokctl and helm from Go modules (KUBE_VERSION=1.34.x-1.37.x).
+	@hack/cluster.sh settings >/dev/null # an unsupported KUBE_VERSION is refused before minutes of building
 	@hack/build-binaries.sh
 
 .PHONY: karpenter
@@ -47,8 +55,28 @@ test-unit: venv ## Unit tests of the pure core (no cluster).
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
 .PHONY: test
-test: venv binaries lint chart-lint ## Everything CI runs: lint, unit tests, and the tests against a real local cluster.
+test: venv binaries lint chart-lint ## Everything CI runs: lint, unit tests, the tests against a real local cluster, and the `versions` tests on the oldest minor.
 	$(PY) -m pytest -m 'not slow' $(PYTEST_ARGS)
+	@echo "make test: the versions tests on Kubernetes $(KUBE_OLDEST), the oldest supported"
+	@KUBE_VERSION=$(KUBE_OLDEST) hack/build-binaries.sh
+	env -u DRA_KWOK_KUBECONFIG KUBE_VERSION=$(KUBE_OLDEST) $(PY) -m pytest -m 'versions and not slow' $(PYTEST_ARGS)
+
+.PHONY: test-versions
+test-versions: venv ## The `versions` tests (DRA features, smoke, demo) on 1.34.4, 1.35.4, 1.36.3 and 1.37.2, building each; a line per version.
+	@failed=""; summary=(); \
+	for v in $(KUBE_VERSIONS); do \
+	  start=$$SECONDS; result=passed; tests=0; \
+	  if KUBE_VERSION=$$v hack/build-binaries.sh; then \
+	    build=$$((SECONDS - start)); \
+	    env -u DRA_KWOK_KUBECONFIG KUBE_VERSION=$$v $(PY) -m pytest -m versions $(PYTEST_ARGS) || result=FAILED; \
+	    tests=$$((SECONDS - start - build)); \
+	  else build=$$((SECONDS - start)); result="FAILED (build)"; fi; \
+	  summary+=("$$(printf 'Kubernetes %-7s %-15s tests %5ss   build %5ss' $$v "$$result" $$tests $$build)"); \
+	  echo "test-versions: $${summary[-1]}"; \
+	  [ "$$result" = passed ] || failed="$$failed $$v"; \
+	done; \
+	echo "test-versions:"; printf '  %s\n' "$${summary[@]}"; \
+	if [ -n "$$failed" ]; then echo "test-versions: failed on:$$failed" >&2; exit 1; fi
 
 .PHONY: test-slow
 test-slow: venv binaries karpenter ## The long fault, fuzzing and Karpenter end-to-end tests.

@@ -11,7 +11,10 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 # shellcheck source=versions.env
 source "$root/hack/versions.env"
-export GOTOOLCHAIN=local GOFLAGS=-mod=mod CGO_ENABLED=0
+# GOTOOLCHAIN: the local Go unless the caller names another (e.g. GOTOOLCHAIN=go1.27.3, which the
+# go command fetches from the module proxy). Binaries are cached by component version only, so a
+# cached build is reused whichever Go made it.
+export GOTOOLCHAIN="${GOTOOLCHAIN:-local}" GOFLAGS=-mod=mod CGO_ENABLED=0
 
 bindir() {
   case "$1" in
@@ -35,14 +38,19 @@ binaries() {
 
 if [ "${1:-}" = "--print-bindir" ]; then bindir "${2:?component}"; exit; fi
 
+# True (and says so) when every binary of the component is in the cache.
+cached() {
+  local out b; out="$(bindir "$1")"
+  for b in $(binaries "$1"); do [ -x "$out/$b" ] || return 1; done
+  echo "cached: $1 ($out)" >&2
+}
+
 # Runs `go build` for the given packages from a module dir into a temporary dir, then moves the
 # results into place, so an interrupted build never leaves a half-written cache entry.
 build() {
   local comp="$1" moddir="$2" ldflags="$3"; shift 3
   local out; out="$(bindir "$comp")"
-  local missing=0
-  for b in $(binaries "$comp"); do [ -x "$out/$b" ] || missing=1; done
-  if [ "$missing" = 0 ]; then echo "cached: $comp ($out)" >&2; return; fi
+  if cached "$comp"; then return; fi
   echo "building $comp into $out (cold builds take minutes; logs: $DRA_KWOK_CACHE/logs/build-$comp.log)" >&2
   mkdir -p "$DRA_KWOK_CACHE/logs"
   local tmp; tmp="$(mktemp -d "$DRA_KWOK_CACHE/.build-$comp.XXXXXX")"
@@ -68,6 +76,8 @@ kube_module() {
 build_one() {
   case "$1" in
     kubernetes)
+      # Before kube_module, which may generate a wrapper module (minutes of `go get`) for nothing.
+      if cached kubernetes; then return; fi
       local minor="${KUBE_VERSION#*.}"; minor="${minor%%.*}"
       local v="v$KUBE_VERSION" ld=""
       for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do

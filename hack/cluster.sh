@@ -2,14 +2,18 @@
 # Starts and stops the local DRA-capable KWOK cluster: etcd, kube-apiserver, kube-controller-manager,
 # kube-scheduler and kwok-controller as plain processes, via `kwokctl create cluster --runtime binary`.
 #
-# Usage: hack/cluster.sh up|down|status|prune [--name NAME] [--dir DIR] [--port PORT]
+# Usage: hack/cluster.sh up|down|status|prune|settings [--name NAME] [--dir DIR] [--port PORT]
 #   up      create (or restart) the cluster and wait until it can schedule DRA pods on KWOK nodes;
 #           a cluster that is already running and healthy is left alone.
 #   down    delete the cluster and its state; no cluster is fine.
 #   status  print the components and whether the cluster is healthy (exit 1 if not).
 #   prune   delete test clusters (dra-kwok-test-<pid>-*) whose test process is gone.
+#   settings  print the feature gates and runtime-config `up` would use for KUBE_VERSION (exit 1
+#           for a version outside 1.34-1.37).
 #   --name  cluster name (default dra-kwok); --dir  where the kubeconfig and bin/ go (default
 #           <repo>/.cluster); --port  kube-apiserver port (default: a free one).
+# Environment: KUBE_VERSION (default in hack/versions.env; 1.34 to 1.37), DRA_KWOK_FEATURE_GATES
+# (extra gates merged over the version's, e.g. DRADeviceTaints=false), DRA_KWOK_CLUSTER_TIMEOUT.
 #
 # Every binary comes from the cache filled by hack/build-binaries.sh; kwokctl is given a local path
 # for each one it could otherwise download, so nothing is fetched from the network. kwokctl's own
@@ -29,7 +33,7 @@ log() { echo "cluster.sh: $*" >&2; }
 die() { echo "cluster.sh: error: $*" >&2; exit 1; }
 
 usage() {
-  sed -n '5,13p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '5,17p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -79,6 +83,8 @@ resolve_binaries() {
 export_kwokctl_env() {
   export PATH="$kube_bin:$PATH" KWOK_KUBECTL_BINARY="$kube_bin/kubectl"
   export KWOK_KUBE_VERSION="v$KUBE_VERSION" KWOK_ETCD_VERSION="$ETCD_VERSION"
+  # kwokctl would take gates and runtime-config from these too; ours come from kube_settings only.
+  unset KWOK_KUBE_FEATURE_GATES KWOK_KUBE_RUNTIME_CONFIG
 }
 
 kwokctl() { "$kwok_bin/kwokctl" --name "$name" "$@" 9>&-; }
@@ -97,17 +103,57 @@ lock_cluster() {
   flock -w 600 9 || die "timed out waiting for another hack/cluster.sh on cluster '$name'"
 }
 
-# DRAPartitionableDevices, DRADeviceTaints, DRAExtendedResource and DRAConsumableCapacity are
-# alpha (off) before 1.36 and beta (on) from 1.36; kwokctl passes --kube-feature-gates to the
-# apiserver, scheduler and controller-manager alike, which is what these gates need.
-feature_gates() {
-  local minor="${KUBE_VERSION#*.}"; minor="${minor%%.*}"
-  local gates=""
-  if [ "$minor" -lt 36 ]; then
-    gates="DRAPartitionableDevices=true,DRADeviceTaints=true,DRAExtendedResource=true,DRAConsumableCapacity=true"
-  fi
-  if [ -n "${DRA_KWOK_FEATURE_GATES:-}" ]; then gates="${gates:+$gates,}$DRA_KWOK_FEATURE_GATES"; fi
-  echo "$gates"
+# What each supported Kubernetes minor needs so that every DRA feature the driver publishes works:
+# partitionable devices, device taints, consumable capacity, binding conditions (with
+# DRAResourceClaimDeviceStatus, on by default in all four) and extended resources. The one place
+# that knows; sets `kube_gates` and `kube_runtime_config`, or refuses the version.
+# - 1.34, 1.35: the five gates are alpha (off); kwokctl passes --kube-feature-gates to the
+#   apiserver, scheduler and controller-manager alike, which is what these gates need.
+# - 1.34 only: with DRADeviceTaints on, the scheduler and controller-manager watch v1alpha3
+#   DeviceTaintRules (not served by default) and never get ready, so the apiserver must serve it.
+# - 1.36, 1.37: all five on by default (beta or GA); nothing to set.
+# DRA_KWOK_FEATURE_GATES ("Gate=true,Other=false") is merged over these (a gate named there wins),
+# and the runtime-config follows the result: DRADeviceTaints off on 1.34 needs no v1alpha3, and
+# DRADeviceTaintRules on (off by default before 1.37) makes the apiserver serve the rules' version.
+kube_settings() {
+  local minor="${KUBE_VERSION#1.}"; minor="${minor%%.*}"
+  [[ "$KUBE_VERSION" =~ ^1\.[0-9]+\.[0-9]+$ ]] || minor=""
+  local alpha_dra="DRAPartitionableDevices=true,DRADeviceTaints=true,DRAConsumableCapacity=true,DRADeviceBindingConditions=true,DRAExtendedResource=true"
+  local defaults="" taint_api="" rules_api=""
+  case "$minor" in
+    34) defaults="$alpha_dra"; taint_api="resource.k8s.io/v1alpha3=true" ;;
+    35) defaults="$alpha_dra"; rules_api="resource.k8s.io/v1alpha3=true" ;;
+    36) rules_api="resource.k8s.io/v1beta2=true" ;;
+    37) ;;
+    *) die "KUBE_VERSION=$KUBE_VERSION is not supported: this cluster supports Kubernetes 1.34 to 1.37 (e.g. KUBE_VERSION=1.34.4, 1.35.4, 1.36.3 or 1.37.2)" ;;
+  esac
+  kube_gates="$(merge_gates "$defaults" "${DRA_KWOK_FEATURE_GATES:-}")"
+  kube_runtime_config=""
+  if [ -n "$taint_api" ] && [ "$(gate_value DRADeviceTaints "$kube_gates")" != false ]; then kube_runtime_config="$taint_api"; fi
+  if [ -n "$rules_api" ] && [ "$(gate_value DRADeviceTaintRules "$kube_gates")" = true ]; then kube_runtime_config="$rules_api"; fi
+}
+
+# Merges comma-separated Gate=value lists; a gate named again later replaces the earlier value
+# (in its place), so the components never see one gate twice.
+merge_gates() {
+  local out=() item key value i found
+  local IFS=,
+  for item in $1 $2; do
+    [ -n "$item" ] || continue
+    [[ "${item,,}" =~ ^[a-z0-9]+=(true|false)$ ]] || die "invalid feature gate '$item' in DRA_KWOK_FEATURE_GATES (expected Gate=true or Gate=false)"
+    key="${item%%=*}"; value="${item#*=}"; item="$key=${value,,}"; found=""
+    for i in "${!out[@]}"; do
+      if [ "${out[$i]%%=*}" = "$key" ]; then out[i]="$item"; found=1; fi
+    done
+    [ -n "$found" ] || out+=("$item")
+  done
+  echo "${out[*]}"
+}
+
+# The value a merged gate list gives GATE, or nothing if it does not name it.
+gate_value() {
+  local item IFS=,
+  for item in $2; do [ "${item%%=*}" != "$1" ] || echo "${item#*=}"; done
 }
 
 # Options that have no kwokctl flag go through a KwokctlConfiguration document:
@@ -150,7 +196,7 @@ create_cluster() {
   local cfg gates args
   cfg="$(mktemp "${TMPDIR:-/tmp}/dra-kwok-kwokctl.XXXXXX.yaml")"
   write_kwokctl_config "$cfg"
-  gates="$(feature_gates)"
+  gates="$kube_gates"
   args=(create cluster --runtime binary
     --kubeconfig= # empty: do not merge a context into ~/.kube/config; we write our own file
     --kube-apiserver-binary "$kube_bin/kube-apiserver"
@@ -162,7 +208,8 @@ create_cluster() {
     --kube-apiserver-port "$port"
     --wait 0s) # we do our own, stricter readiness check below
   [ -z "$gates" ] || args+=(--kube-feature-gates "$gates")
-  log "creating cluster '$name' (Kubernetes $KUBE_VERSION${gates:+, gates $gates}); logs: $logs_dir/"
+  [ -z "$kube_runtime_config" ] || args+=(--kube-runtime-config "$kube_runtime_config")
+  log "creating cluster '$name' (Kubernetes $KUBE_VERSION${gates:+, gates $gates}${kube_runtime_config:+, runtime-config $kube_runtime_config}); logs: $logs_dir/"
   # kwokctl waits up to 2 minutes for the apiserver even when it has already exited, so run it in
   # the background and stop early when a component it started has died.
   local out="$KWOK_WORKDIR/create-$name.out" kpid rc=0 crashed
@@ -333,6 +380,7 @@ warn_if_other_binaries() {
 }
 
 cmd_up() {
+  kube_settings # refuses an unsupported KUBE_VERSION before anything else
   resolve_binaries
   lock_cluster
   if cluster_exists; then
@@ -412,6 +460,7 @@ main() {
     down) cmd_down ;;
     status) cmd_status ;;
     prune) cmd_prune ;;
+    settings) kube_settings; echo "KUBE_VERSION=$KUBE_VERSION"; echo "feature-gates=$kube_gates"; echo "runtime-config=$kube_runtime_config" ;;
     *) log "unknown command '$cmd'"; usage ;;
   esac
 }

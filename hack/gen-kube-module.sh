@@ -5,7 +5,9 @@
 # Usage: hack/gen-kube-module.sh <kube-version, e.g. 1.36.3> <output dir>
 set -euo pipefail
 kube="${1:?kube version, e.g. 1.36.3}"; out="${2:?output dir}"
-export GOTOOLCHAIN=local GOFLAGS=-mod=mod
+# GOTOOLCHAIN: the local Go unless the caller names another (e.g. GOTOOLCHAIN=go1.27.3, which the
+# go command fetches from the module proxy).
+export GOTOOLCHAIN="${GOTOOLCHAIN:-local}" GOFLAGS=-mod=mod
 staging="0.${kube#*.}"
 gomod=$(go mod download -json "k8s.io/kubernetes@v${kube}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
 mkdir -p "$out"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.cluster import Cleanup, Cluster, existing_cluster, running_cluster
+from tests.support.cluster import Cleanup, Cluster, existing_cluster, expected_kube_version, running_cluster
 
 # Point this at a kubeconfig (e.g. .cluster/kubeconfig after `make cluster`) to run the cluster
 # tests against that cluster instead of starting a fresh one; saves ~30 s per run while iterating.
@@ -18,6 +18,13 @@ REUSE_ENV = "DRA_KWOK_KUBECONFIG"
 
 # Fixtures that (transitively) need the cluster; a test using any of them must be marked.
 CLUSTER_FIXTURES = {"cluster", "namespace", "cleanup"}
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """Which Kubernetes the cluster tests run against (make test-versions runs each minor)."""
+    reuse = os.environ.get(REUSE_ENV)
+    where = f"the cluster of {reuse}" if reuse else "a fresh local cluster (hack/cluster.sh)"
+    return f"Kubernetes {expected_kube_version()} (KUBE_VERSION), on {where}"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

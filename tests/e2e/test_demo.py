@@ -16,6 +16,7 @@ REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.cluster
 
 
+@pytest.mark.versions
 def test_demo_runs_workloads_on_overlay_and_configmap_nodes(tmp_path: Path) -> None:
     env = {**os.environ, "DRA_KWOK_DEMO_DIR": str(tmp_path / "demo"),
            "DRA_KWOK_DEMO_CLUSTER": f"demo-test-{secrets.token_hex(3)}"}  # fmt: skip

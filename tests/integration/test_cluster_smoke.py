@@ -43,6 +43,7 @@ def node_ready(cluster: Cluster, name: str) -> bool:
     return any(c["type"] == "Ready" and c["status"] == "True" for c in node["status"].get("conditions", []))
 
 
+@pytest.mark.versions
 def test_scheduler_allocates_a_handwritten_slice_to_a_pod_on_a_kwok_node(
     cluster: Cluster, namespace: str, unique_name: Callable[[str], str], cleanup: Cleanup
 ) -> None:

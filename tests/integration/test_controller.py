@@ -29,6 +29,7 @@ def pool_is_complete(slices: list[dict[str, Any]]) -> bool:
     return len(gens) == 1 and counts == {len(slices)}
 
 
+@pytest.mark.versions
 def test_new_node_gets_seed_named_slice_and_the_scheduler_allocates_from_it(
     scenario: Scenario, controller: ControllerProcess
 ) -> None:
@@ -114,6 +115,7 @@ def test_configmap_change_updates_devices_and_bumps_generation(
     assert slice_["spec"]["pool"]["generation"] == 2
 
 
+@pytest.mark.versions
 def test_pool_of_many_devices_spans_slices_with_one_generation(
     scenario: Scenario, controller: ControllerProcess
 ) -> None:

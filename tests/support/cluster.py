@@ -24,6 +24,7 @@ from kubernetes import config as k8s_config
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CLUSTER_SH = REPO_ROOT / "hack" / "cluster.sh"
 BUILD_BINARIES_SH = REPO_ROOT / "hack" / "build-binaries.sh"
+VERSIONS_ENV = REPO_ROOT / "hack" / "versions.env"
 
 # hack/cluster.sh prunes clusters with this prefix whose pid (the next name part) is gone.
 TEST_CLUSTER_PREFIX = "dra-kwok-test"
@@ -78,6 +79,19 @@ class Cluster:
         """`kubectl apply` of the given objects (dicts, as they would be written in YAML)."""
         body = {"apiVersion": "v1", "kind": "List", "items": list(objects)}
         return self.kubectl("apply", "-f", "-", input=json.dumps(body))
+
+    def server_version(self) -> str:
+        """The apiserver's gitVersion without the `v`, e.g. "1.37.2" (from /version)."""
+        info = json.loads(self.kubectl("get", "--raw", "/version"))
+        return str(info["gitVersion"]).removeprefix("v")
+
+    def minor(self) -> int:
+        """The apiserver's Kubernetes minor, e.g. 34 for 1.34.4: what version-dependent behaviour
+        (slice layout, allowed taint effects) is expected against."""
+        major, minor = self.server_version().split(".")[:2]
+        if major != "1":
+            raise ClusterError(f"unexpected Kubernetes version {self.server_version()}")
+        return int(minor)
 
     def api_client(self) -> k8s_client.ApiClient:
         """A kubernetes.client.ApiClient for this cluster's admin kubeconfig."""
@@ -157,6 +171,26 @@ def _run_cluster_sh(*args: str, env: Mapping[str, str] | None = None) -> str:
     if proc.returncode != 0:
         raise ClusterError(f"hack/cluster.sh {' '.join(args)} exited {proc.returncode}:\n{proc.stderr}{proc.stdout}")
     return proc.stdout
+
+
+def expected_kube_version() -> str:
+    """The Kubernetes version hack/cluster.sh starts a cluster with here: KUBE_VERSION from the
+    environment, else hack/versions.env's default."""
+    proc = subprocess.run(
+        ["bash", "-c", 'source "$1" && echo "$KUBE_VERSION"', "versions.env", str(VERSIONS_ENV)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    )
+    return proc.stdout.strip()
+
+
+def cluster_settings(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """What `hack/cluster.sh settings` says `up` would pass for KUBE_VERSION (keys KUBE_VERSION,
+    feature-gates, runtime-config). Raises ClusterError for an unsupported version."""
+    out = _run_cluster_sh("settings", env=env)
+    return {key: value for key, _, value in (line.partition("=") for line in out.splitlines())}
 
 
 def unique_cluster_name() -> str:

@@ -61,7 +61,8 @@ def karpenter_binary() -> Path:
 def karpenter_module_dir() -> Path:
     """sigs.k8s.io/karpenter's directory in the Go module cache, at the version tools/go/karpenter
     pins (downloaded from the Go module proxy if it is not there yet)."""
-    env = {**os.environ, "GOTOOLCHAIN": "local", "GOFLAGS": "-mod=mod"}
+    # The caller's GOTOOLCHAIN is kept (e.g. go1.27.3 for a newer Go), as in hack/build-binaries.sh.
+    env = {**os.environ, "GOTOOLCHAIN": os.environ.get("GOTOOLCHAIN") or "local", "GOFLAGS": "-mod=mod"}
     proc = subprocess.run(
         ["go", "mod", "download", "-json", KARPENTER_MODULE],
         cwd=TOOLS_MODULE,
