@@ -67,6 +67,11 @@ async def _probe(api: KubeApi, minor: int) -> dict[str, bool]:
                 verb="probe",
             )
         except ApiError as exc:
+            if exc.status == 422:
+                # What a gate that is off leaves of some fields is invalid (a list attribute without
+                # its list has no value): the refusal is the answer. Counted under verb="probe".
+                log.debug("the apiserver refused the %s probe: %s", feature, exc.message)
+                return feature, False
             log.warning("could not learn whether the apiserver keeps %s (%s): assuming its default", feature, exc)
             return feature, None
         return feature, versions.probe_kept(feature, (stored or {}).get("spec") or {})
