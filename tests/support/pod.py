@@ -42,6 +42,7 @@ from urllib.parse import urlparse
 
 import yaml
 
+import dra_kwok
 from tests.support.cluster import REPO_ROOT, Cluster
 from tests.support.wait import wait_until
 
@@ -389,6 +390,7 @@ class PodContainer:
             "sockets_dir": str(sockets),
             "ports": {p["name"]: p["containerPort"] for p in self.container.get("ports", [])},
             "image_mounts": image_mounts,
+            "keep_paths": [sys.prefix, str(Path(dra_kwok.__file__).resolve().parents[1])],
             "volume_mounts": mounts,
             "read_only_root": bool(sc.get("readOnlyRootFilesystem")),
             "no_new_privileges": sc.get("allowPrivilegeEscalation") is False,

@@ -134,6 +134,15 @@ def main() -> int:
     # Files: the image's venv and interpreter, the container's volumes, a read-only root.
     for source, target in spec["image_mounts"].items():
         bind_keeping_path_reachable(source, target)
+    # The test venv's scripts name its interpreter at the venv's own path, and its editable install
+    # the checkout's source: when a volume covers them (the chart's emptyDir at /tmp, for a checkout
+    # under /tmp), they are bound there again after the volumes, from a stash taken now.
+    kept = []
+    for path in spec.get("keep_paths", []):
+        stash = f"/run/pod-sandbox/keep{len(kept)}"
+        os.makedirs(stash)
+        mount("--bind", path, stash)
+        kept.append((stash, path))
     writable = []
     # Binds first: their sources may lie below a path that an emptyDir then covers (e.g. /tmp).
     for m in sorted(spec["volume_mounts"], key=lambda m: m["kind"] == "emptyDir"):
@@ -145,8 +154,14 @@ def main() -> int:
             mount("--bind", m["source"], m["mountPath"])
             if m["readOnly"]:
                 mount("-o", "remount,bind,ro", m["mountPath"])
+    restored = []
+    for stash, path in kept:
+        if not os.path.exists(path):  # covered by a volume
+            os.makedirs(path, exist_ok=True)
+            mount("--bind", stash, path)
+            restored.append(path)
     if spec["read_only_root"]:
-        for target in [*spec["image_mounts"].values(), "/etc/hosts", *spec["etc_files"], "/"]:
+        for target in [*spec["image_mounts"].values(), *restored, "/etc/hosts", *spec["etc_files"], "/"]:
             mount("-o", "remount,bind,ro", target)
 
     uid, gid = spec["uid"], spec["gid"]
@@ -167,7 +182,11 @@ def main() -> int:
     signal.signal(signal.SIGINT, forward)
     code = proc.wait()
     written = sorted(
-        str(Path(root, f).relative_to("/")) for d in writable for root, _dirs, files in os.walk(d) for f in files
+        str(Path(root, f).relative_to("/"))
+        for d in writable
+        for root, _dirs, files in os.walk(d)
+        if not any(Path(root).is_relative_to(r) for r in restored)  # the venv bound back, not written
+        for f in files
     )
     print(json.dumps({"exit_code": code, "written": written}), flush=True)
     return code if code >= 0 else 128 - code
