@@ -45,7 +45,7 @@ def own_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """A cluster for this module alone, deleted afterwards."""
     with running_cluster(tmp_path_factory.mktemp("outage-cluster")) as cluster:
         cluster.kubectl("apply", "--server-side", "-f", str(CRD_FILE))
-        cluster.kubectl("wait", "--for=condition=Established", "crd/dranodeoverlays.test.karpenter.sh")
+        cluster.wait_established("crd/dranodeoverlays.test.karpenter.sh")
         yield cluster
 
 

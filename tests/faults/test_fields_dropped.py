@@ -30,7 +30,7 @@ pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 def gated_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     with running_cluster(tmp_path_factory.mktemp("gated"), feature_gates="DRADeviceBindingConditions=false") as c:
         c.kubectl("apply", "--server-side", "-f", str(CRD_FILE))
-        c.kubectl("wait", "--for=condition=Established", "crd/dranodeoverlays.test.karpenter.sh", "--timeout=30s")
+        c.wait_established("crd/dranodeoverlays.test.karpenter.sh")
         yield c
 
 

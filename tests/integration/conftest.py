@@ -23,7 +23,7 @@ DRIVER = "gpu.dra-kwok.example.com"
 def overlay_crd(cluster: Cluster) -> None:
     """The DRANodeOverlay CRD, installed once per run (server-side apply is idempotent)."""
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_FILE))
-    cluster.kubectl("wait", "--for=condition=Established", "crd/dranodeoverlays.test.karpenter.sh", "--timeout=30s")
+    cluster.wait_established("crd/dranodeoverlays.test.karpenter.sh")
 
 
 class Scenario:

@@ -35,7 +35,7 @@ def probe(ctl: ControllerProcess, path: str) -> tuple[int, str]:
 
 def install_crd(cluster: Cluster) -> None:
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_FILE))
-    cluster.kubectl("wait", "--for=condition=Established", CRD, "--timeout=30s")
+    cluster.wait_established(CRD)
 
 
 @pytest.fixture

@@ -310,7 +310,7 @@ def overlays(cluster: Cluster) -> Overlays:
         "-f",
         str(REPO_ROOT / CRD_FILE),
     )
-    cluster.kubectl("wait", "--for=condition=Established", f"crd/{CRD_NAME}", "--timeout=60s")
+    cluster.wait_established(f"crd/{CRD_NAME}", timeout=60)
     api = Overlays(k8s_client.CustomObjectsApi(cluster.api_client()))
     # Established comes a moment before the new resource is served everywhere.
     probe = {**copy.deepcopy(VALID), "metadata": {"name": "probe"}}

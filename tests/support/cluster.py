@@ -11,6 +11,7 @@ import os
 import re
 import secrets
 import subprocess
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -74,6 +75,19 @@ class Cluster:
     def get_json(self, *args: str, kubeconfig: Path | None = None) -> Any:
         """`kubectl get ARGS -o json`, parsed."""
         return json.loads(self.kubectl("get", *args, "-o", "json", kubeconfig=kubeconfig))
+
+    def wait_established(self, crd: str, timeout: float = 30.0) -> None:
+        """Until the CRD (`crd/NAME` or `NAME`) is Established. Not `kubectl wait`: 1.34's kubectl
+        fails at once ("accessor error: <nil>") when the CRD has no conditions yet."""
+        name = crd.removeprefix("crd/")
+        deadline = time.monotonic() + timeout
+        while True:
+            conditions = (self.get_json("crd", name).get("status") or {}).get("conditions") or []
+            if any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions):
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"CRD {name} not Established within {timeout:.0f}s: {conditions}")
+            time.sleep(0.2)
 
     def apply(self, *objects: Mapping[str, Any]) -> str:
         """`kubectl apply` of the given objects (dicts, as they would be written in YAML)."""

@@ -104,7 +104,7 @@ def install_crds(cluster: Cluster) -> None:
     cluster.kubectl("apply", "--server-side", "--force-conflicts", *args, timeout=120)
     for f in files:
         name = yaml.safe_load(f.read_text())["metadata"]["name"]
-        cluster.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s", timeout=90)
+        cluster.wait_established(f"crd/{name}", timeout=60)
 
 
 # --- Karpenter as a process ----------------------------------------------------------------------
