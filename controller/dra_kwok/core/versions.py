@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
+
+from .models import RESOURCE_API_VERSION
 
 SUPPORTED_MINORS = (34, 35, 36, 37)
 OLDEST, NEWEST = SUPPORTED_MINORS[0], SUPPORTED_MINORS[-1]
@@ -225,7 +227,6 @@ class Target:
     gates: frozenset[str]
     version: str = ""  # "1.34.4" when known
     how: str = "defaults"  # how the gates are known: "defaults", "flags", "the apiserver"
-    off_by_probe: frozenset[str] = field(default=frozenset(), compare=False)
 
     @property
     def name(self) -> str:
@@ -310,12 +311,18 @@ def target(version: str | int = NEWEST, gates: Mapping[str, bool] | None = None,
     minor, text = parse_version(version) if isinstance(version, str) else (version, "")
     if minor not in LIMITS:
         raise VersionError(f"Kubernetes 1.{minor} is not supported: 1.{OLDEST} to 1.{NEWEST}")
-    enabled = set(default_gates(minor))
-    for g, on in (gates or {}).items():
-        if minor not in GATES.get(g, {}):
-            raise VersionError(f"Kubernetes 1.{minor} has no feature gate {g}")
+    base = Target(minor, default_gates(minor), text, "defaults")
+    return with_gates(base, gates or {}, how or ("flags" if gates else "defaults"))
+
+
+def with_gates(base: Target, gates: Mapping[str, bool], how: str) -> Target:
+    """`base` with `gates` switched on or off (each must exist in its minor)."""
+    enabled = set(base.gates)
+    for g, on in gates.items():
+        if base.minor not in GATES.get(g, {}):
+            raise VersionError(f"Kubernetes 1.{base.minor} has no feature gate {g}")
         (enabled.add if on else enabled.discard)(g)
-    return Target(minor, frozenset(enabled), text, how or ("flags" if gates else "defaults"))
+    return Target(base.minor, frozenset(enabled), base.version, how)
 
 
 DEFAULT_TARGET = target(NEWEST)
@@ -367,7 +374,7 @@ def probe_specs(minor: int) -> dict[str, dict[str, object]]:
 
 def probe_manifest(name: str, spec: Mapping[str, object]) -> dict[str, object]:
     return {
-        "apiVersion": "resource.k8s.io/v1",
+        "apiVersion": RESOURCE_API_VERSION,
         "kind": "ResourceSlice",
         "metadata": {"name": name},
         "spec": {
@@ -405,7 +412,6 @@ def probed_target(version: str, answers: Mapping[str, bool]) -> Target:
     probe (`answers`: feature key -> kept; a feature missing from it was not learned)."""
     base = target(version)
     enabled = set(base.gates)
-    off = set()
     for key, kept in answers.items():
         feature = _BY_KEY[key]
         if kept:
@@ -413,8 +419,7 @@ def probed_target(version: str, answers: Mapping[str, bool]) -> Target:
         elif base.has(feature):
             # dropped: at least one of its gates is off; blame the feature's own gate
             enabled.discard(feature.gates[0])
-            off.add(key)
-    return Target(base.minor, frozenset(enabled), base.version, "the apiserver", frozenset(off))
+    return Target(base.minor, frozenset(enabled), base.version, "the apiserver")
 
 
 # --- the support table ------------------------------------------------------------------------------

@@ -33,10 +33,7 @@ async def learn_target(api: KubeApi, version_override: str | None = None, gates:
     answers = await _probe(api, versions.parse_version(version)[0])
     found = versions.probed_target(version, answers)
     if overrides:
-        enabled = set(found.gates)
-        for gate, on in overrides.items():
-            (enabled.add if on else enabled.discard)(gate)
-        found = Target(found.minor, frozenset(enabled), found.version, "the apiserver and flags")
+        found = versions.with_gates(found, overrides, "the apiserver and flags")
     _report(found)
     return found
 
