@@ -43,12 +43,18 @@ cluster: binaries ## Start the local DRA-capable KWOK cluster (.cluster/kubeconf
 cluster-down: ## Remove the local cluster.
 	@hack/cluster.sh down
 
+# The import contracts are in pyproject.toml ([tool.importlinter]): the layers cli > crd > shell >
+# core and a core without I/O libraries (--no-cache: no .import_linter_cache in the checkout).
+# shellcheck reads every shell script in hack/ and .ci/ (found by its #! line), -x following
+# `source hack/versions.env`.
 .PHONY: lint
-lint: venv ## ruff and mypy (strict).
+lint: venv ## ruff, mypy (strict), the import layers (lint-imports) and shellcheck.
 	$(VENV)/bin/ruff check controller tests benchmarks
 	$(VENV)/bin/ruff format --check controller tests benchmarks
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy --strict benchmarks
+	$(VENV)/bin/lint-imports --no-cache --no-logo
+	$(VENV)/bin/shellcheck -x $$(awk 'FNR == 1 && /^#!.*[\/ ](ba|da)?sh( |$$)/ { print FILENAME }' hack/* .ci/*)
 
 .PHONY: test-unit
 test-unit: venv ## Unit tests of the pure core (no cluster).

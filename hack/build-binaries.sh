@@ -9,7 +9,7 @@
 # the directory holding COMPONENT's binaries.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-# shellcheck source=versions.env
+# shellcheck source-path=SCRIPTDIR source=versions.env
 source "$root/hack/versions.env"
 # GOTOOLCHAIN: the local Go unless the caller names another (e.g. GOTOOLCHAIN=go1.27.3, which the
 # go command fetches from the module proxy). Binaries are cached by component version only, so a

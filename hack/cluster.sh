@@ -212,14 +212,14 @@ create_cluster() {
   log "creating cluster '$name' (Kubernetes $KUBE_VERSION${gates:+, gates $gates}${kube_runtime_config:+, runtime-config $kube_runtime_config}); logs: $logs_dir/"
   # kwokctl waits up to 2 minutes for the apiserver even when it has already exited, so run it in
   # the background and stop early when a component it started has died.
-  local out="$KWOK_WORKDIR/create-$name.out" kpid rc=0 crashed
+  local kwokctl_out="$KWOK_WORKDIR/create-$name.out" kpid rc=0 crashed
   # A simple command (not the kwokctl function), so that $! is kwokctl itself and can be killed.
-  "$kwok_bin/kwokctl" --name "$name" -c "$cfg" "${args[@]}" >"$out" 2>&1 9>&- &
+  "$kwok_bin/kwokctl" --name "$name" -c "$cfg" "${args[@]}" >"$kwokctl_out" 2>&1 9>&- &
   kpid=$!
   while kill -0 "$kpid" 2>/dev/null; do
     crashed="$(crashed_components)"
     if [ -n "$crashed" ]; then
-      kill "$kpid" 2>/dev/null || true; wait "$kpid" 2>/dev/null || true; rm -f "$cfg" "$out"
+      kill "$kpid" 2>/dev/null || true; wait "$kpid" 2>/dev/null || true; rm -f "$cfg" "$kwokctl_out"
       fail "component(s) exited during startup: ${crashed//$'\n'/ }"
     fi
     sleep 0.5
@@ -227,10 +227,10 @@ create_cluster() {
   wait "$kpid" || rc=$?
   rm -f "$cfg"
   if [ "$rc" != 0 ]; then
-    cat "$out" >&2; rm -f "$out"
+    cat "$kwokctl_out" >&2; rm -f "$kwokctl_out"
     fail "kwokctl create cluster failed (exit $rc)"
   fi
-  rm -f "$out"
+  rm -f "$kwokctl_out"
 }
 
 # The processes kwokctl runs for us, in start order; each has pids/NAME.pid and logs/NAME.log.
