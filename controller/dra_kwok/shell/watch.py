@@ -12,6 +12,18 @@ is held: it also knows the slices we have just written, whose watch events may n
 A kind that may not be served (the DRANodeOverlay CRD, deleted or not installed yet) is `optional`:
 while the API answers 404 its objects count as deleted and it is listed again after 2, 4, 8, then
 every 10 seconds, so a CRD created later takes effect without a restart.
+
+`relisted`, if given, is called after every complete listing but the Reflector's first: the
+listing again after 410 Gone, after an optional kind's 404, once the kind is served again. It is
+called once the listing's objects (type None) and the DELETED events for what is missing have been
+delivered; its exceptions are logged, as the handler's are. It says "this kind's watch had a gap,
+now closed by a listing", to check what another watch may have missed in it (kopf's, of the
+ConfigMap, never reports a deletion it missed during a gap). A listing that fails part way, or
+answers 404, is not complete: an optional kind not served at its first listing has its first
+complete listing when it is served.
+
+The API is anything with `KubeApi`'s `list_pages` and `stream` (`WatchApi`), so the Reflector can
+be tested against a fake.
 """
 
 from __future__ import annotations
@@ -21,11 +33,12 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol
 
 from . import metrics
-from .api import ApiError, KubeApi
+from .api import NotFound, api_error
 
 log = logging.getLogger("dra_kwok.watch")
 
@@ -36,6 +49,39 @@ SERVER_TIMEOUT = 600  # seconds the apiserver keeps one watch open
 MAX_BACKOFF = 5.0  # a reconnect attempt costs nothing; after an outage, resume within seconds
 ABSENT_POLL = 2.0  # seconds before listing again an optional kind the API does not serve,
 ABSENT_POLL_MAX = 10.0  # doubling up to this: a CRD created later applies within seconds, cheaply
+
+
+class WatchContent(Protocol):
+    """The body of a streaming response, read as chunks as they come (aiohttp's StreamReader)."""
+
+    def iter_any(self) -> AsyncIterator[bytes]: ...
+
+
+class WatchResponse(Protocol):
+    """What a watch reads of a streaming response: aiohttp.ClientResponse satisfies it."""
+
+    @property
+    def status(self) -> int: ...
+
+    @property
+    def reason(self) -> str | None: ...
+
+    @property
+    def content(self) -> WatchContent: ...
+
+    async def read(self) -> bytes: ...
+
+
+class WatchApi(Protocol):
+    """The two calls the Reflector makes: `KubeApi` satisfies it, and so can a test's fake."""
+
+    def list_pages(
+        self, path: str, label_selector: str | None = None, limit: int = 500
+    ) -> AsyncIterator[tuple[list[dict[str, Any]], str]]: ...
+
+    def stream(
+        self, path: str, query: Mapping[str, str], timeout: float
+    ) -> AbstractAsyncContextManager[WatchResponse]: ...
 
 
 class Gone(Exception):
@@ -51,13 +97,15 @@ class Reflector:
 
     def __init__(
         self,
-        api: KubeApi,
+        api: WatchApi,
         kind: str,
         path: str,
         handler: Handler,
         missing: Missing,
         label_selector: str | None = None,
         optional: bool = False,
+        *,
+        relisted: Callable[[], None] | None = None,
     ):
         self.api = api
         self.kind = kind
@@ -66,6 +114,8 @@ class Reflector:
         self.missing = missing
         self.label_selector = label_selector
         self.optional = optional
+        self.relisted = relisted  # called after each complete listing but the first
+        self.listed_once = False  # a listing has completed: any later one follows a gap
         self.absent = False  # an optional kind the API answered 404 for at the last listing
         self.absent_poll = ABSENT_POLL
         self.resource_version = ""
@@ -89,8 +139,8 @@ class Reflector:
                 for obj in items:
                     listed.append(_name(obj))
                     self._deliver(None, obj)
-        except ApiError as exc:
-            if not (exc.not_found and self.optional):
+        except NotFound:
+            if not self.optional:
                 raise
             self._not_served(since)
             return
@@ -101,6 +151,12 @@ class Reflector:
             log.info("%s %s was deleted while the watch was down", self.kind, name)
             self._deliver("DELETED", {"metadata": {"name": name}})
         self.resource_version = version  # only once complete: a failed listing is started again
+        if self.listed_once and self.relisted is not None:
+            try:
+                self.relisted()
+            except Exception:  # a bug there must not stop the watch, as in the handler
+                log.exception("the relisted callback of %s failed", self.kind)
+        self.listed_once = True
 
     def _not_served(self, since: float) -> None:
         """The kind is not served (404): everything held of it is gone; said once per transition."""
@@ -159,7 +215,7 @@ class Reflector:
             if resp.status == 404 and self.optional:
                 raise NotServed()
             if resp.status != 200:
-                raise ApiError(resp.status, resp.reason or "", (await resp.read()).decode()[:500])
+                raise api_error(resp.status, resp.reason or "", (await resp.read()).decode()[:500])
             buffer = b""
             async for chunk in resp.content.iter_any():
                 buffer += chunk
@@ -176,7 +232,7 @@ class Reflector:
         if event_type == "ERROR":
             if obj.get("code") == 410:
                 raise Gone()
-            raise ApiError(int(obj.get("code") or 500), str(obj.get("reason") or ""), str(obj.get("message") or ""))
+            raise api_error(int(obj.get("code") or 500), str(obj.get("reason") or ""), str(obj.get("message") or ""))
         rv = (obj.get("metadata") or {}).get("resourceVersion")
         if rv:
             self.resource_version = rv
