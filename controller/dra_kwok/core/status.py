@@ -7,19 +7,21 @@ the same status yields the same object and nothing is written.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
 
+from .decide import FIELDS_DROPPED, PUBLISH_FAILED, PublishProblem, RenderFailure
 from .issues import Issue, errors
 from .models import Requirement
 from .resolve import Conflict
+from .selectors import requirements_match
 
 MAX_MESSAGE = 1024
-PUBLISH_FAILED = "PublishFailed"
-FIELDS_DROPPED = "FieldsDropped"
+RENDER_FAILED = "RenderFailed"
 # Ready reasons that say something went wrong after the spec validated: a Warning Event on entering
-WARNING_REASONS = frozenset({"RenderFailed", PUBLISH_FAILED, FIELDS_DROPPED})
+WARNING_REASONS = frozenset({RENDER_FAILED, PUBLISH_FAILED, FIELDS_DROPPED})
 
 
 def _condition(
@@ -180,3 +182,124 @@ def matchable_requirements(spec: Any) -> tuple[Requirement, ...] | None:
         return tuple(Requirement.model_validate(r) for r in raw)
     except ValidationError:
         return None
+
+
+# --- from recorded decisions to what users see ---------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class OverlayFacts:
+    """An overlay as the World holds it: its current generation and whether it validated, the
+    generation in force (None if none ever validated), its requirements when well-formed, and
+    its status as on the server."""
+
+    name: str
+    uid: str
+    generation: int
+    valid: bool
+    issues: Sequence[Issue]
+    applied_generation: int | None
+    requirements: tuple[Requirement, ...] | None
+    status: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcomes:
+    """The decisions recorded per node that overlay status and ConfigMap Events report."""
+
+    conflicts: Mapping[str, tuple[Conflict, ...]]
+    render_failures: Mapping[str, RenderFailure]
+    publish_problems: Mapping[str, PublishProblem]
+
+
+MappingFailures = dict[str, list[tuple[str, str]]]  # mapping name -> [(node, problem)]
+
+
+def overlay_statuses(
+    overlays: Iterable[OverlayFacts], node_labels: Sequence[Mapping[str, str]], outcomes: Outcomes, now: str
+) -> list[tuple[OverlayFacts, dict[str, Any]]]:
+    """Each overlay whose status should change, with its new status (nothing for the others, so
+    an unchanged cluster writes nothing)."""
+    losses: dict[str, list[Conflict]] = {}
+    for conflicts in outcomes.conflicts.values():
+        for c in conflicts:
+            losses.setdefault(c.overlay, []).append(c)
+    failures: dict[str, list[tuple[str, str]]] = {}
+    for node, failure in outcomes.render_failures.items():
+        for source in failure.sources:
+            kind, _, name = source.partition("/")
+            if kind == "overlay":
+                failures.setdefault(name, []).append((node, failure.problem))
+    publish: dict[str, list[tuple[str, str, str]]] = {}
+    for node, p in outcomes.publish_problems.items():
+        for source in p.sources:
+            kind, _, name = source.partition("/")
+            if kind == "overlay":
+                publish.setdefault(name, []).append((node, p.reason, p.message))
+    out = []
+    for o in overlays:
+        reqs = o.requirements
+        matched = 0 if reqs is None else sum(1 for labels in node_labels if requirements_match(reqs, labels))
+        status = overlay_status(
+            generation=o.generation,
+            valid=o.valid,
+            issues=o.issues,
+            applied_generation=o.applied_generation,
+            matched_nodes=matched,
+            conflicts=losses.get(o.name, []),
+            previous=o.status,
+            now=now,
+            render_failures=failures.get(o.name, ()),
+            publish_failures=publish.get(o.name, ()),
+        )
+        if not same_status(status, o.status):
+            out.append((o, status))
+    return out
+
+
+def mapping_failures(outcomes: Outcomes) -> dict[str, MappingFailures]:
+    """For each reason a ConfigMap mapping can fail for nodes (RenderFailed, PublishFailed,
+    FieldsDropped; every reason present, maybe empty), the failing mappings and their nodes."""
+    out: dict[str, MappingFailures] = {RENDER_FAILED: {}, PUBLISH_FAILED: {}, FIELDS_DROPPED: {}}
+    for node, failure in outcomes.render_failures.items():
+        for source in failure.sources:
+            kind, _, name = source.partition("/")
+            if kind != "overlay":
+                out[RENDER_FAILED].setdefault(name, []).append((node, failure.problem))
+    for node, p in outcomes.publish_problems.items():
+        for source in p.sources:
+            kind, _, name = source.partition("/")
+            if kind != "overlay":
+                out[p.reason].setdefault(name, []).append((node, p.message))
+    return out
+
+
+_FAILING_AS = {
+    RENDER_FAILED: "cannot publish for",
+    PUBLISH_FAILED: "the apiserver rejected the slices of",
+    FIELDS_DROPPED: "the apiserver dropped fields of the slices of",
+}
+
+
+def mapping_failure_events(
+    reason: str, failures: MappingFailures, reported: frozenset[str]
+) -> tuple[list[tuple[str, str, str]], frozenset[str]]:
+    """A ConfigMap has no status: the Events (type, reason, message) to post on it, a Warning when
+    mappings start failing `reason`'s way (once per new set of failing mappings, not per node) and
+    a Normal one when none fails that way any more; and the failing mappings, to pass as
+    `reported` next time."""
+    failing = frozenset(failures)
+    events: list[tuple[str, str, str]] = []
+    if reported and not failing:
+        events.append(("Normal", f"{reason}Resolved", f"no mapping has {reason} any more"))
+    new = failing - reported
+    if new:
+        parts = []
+        for name in sorted(new):
+            node, problem = min(failures[name])
+            parts.append(
+                f"mapping {name}: {_FAILING_AS[reason]} {len(failures[name])} node(s), which keep what they had; "
+                f"node {node}: {problem}"
+            )
+        events.append(("Warning", reason, "; ".join(parts)))
+    return events, failing

@@ -36,7 +36,9 @@ CONNECTION_ERROR = "connection error"  # the reason of a request that got no ans
 
 
 class ApiError(Exception):
-    """A non-retryable (or retried-out) API failure, with the server's status and message."""
+    """A non-retryable (or retried-out) API failure, with the server's status and message.
+    `api_error()` makes the subclass for the status, so callers catch what they handle
+    (`except NotFound`) instead of catching everything, checking the status and re-raising."""
 
     def __init__(self, status: int, reason: str, message: str) -> None:
         self.status = status
@@ -44,13 +46,25 @@ class ApiError(Exception):
         self.message = message
         super().__init__(f"{status} {reason}: {message}")
 
-    @property
-    def not_found(self) -> bool:
-        return self.status == 404
 
-    @property
-    def conflict(self) -> bool:
-        return self.status == 409
+class NotFound(ApiError):
+    """404: the object (or, for a collection, its CRD) does not exist."""
+
+
+class Conflict(ApiError):
+    """409: another field manager owns fields we set, or a precondition (UID) failed."""
+
+
+class Rejected(ApiError):
+    """400 or 422: the apiserver refuses the content itself; sending it again cannot help."""
+
+
+_BY_STATUS: dict[int, type[ApiError]] = {404: NotFound, 409: Conflict, 400: Rejected, 422: Rejected}
+
+
+def api_error(status: int, reason: str, message: str) -> ApiError:
+    """The ApiError subclass for `status` (ApiError itself for any other status)."""
+    return _BY_STATUS.get(status, ApiError)(status, reason, message)
 
 
 async def load_api_client(kubeconfig: str | None, pool_size: int) -> aio_client.ApiClient:
@@ -126,7 +140,7 @@ class KubeApi:
             if 200 <= status < 300:
                 return json.loads(text) if text else None
             if status not in RETRYABLE or attempt == MAX_ATTEMPTS:
-                raise ApiError(status, reason, _message(text))
+                raise api_error(status, reason, _message(text))
             wait = retry_after if status == 429 and retry_after is not None else delay
             wait = min(wait, 10.0) * (0.8 + 0.4 * random.random())
             log.debug("%s %s: %s %s, retrying in %.2fs", method, path, status, reason, wait)
@@ -235,11 +249,12 @@ class KubeApi:
             body["preconditions"] = {"uid": uid}  # type: ignore[assignment]
         try:
             await self.request("DELETE", f"{path}/{name}", body=body, verb="delete")
-        except ApiError as exc:
-            if exc.not_found:
-                return False
-            raise
+        except NotFound:
+            return False
         return True
+
+    async def get(self, path: str, verb: str = "get") -> Any:
+        return await self.request("GET", path, verb=verb)
 
     async def merge_patch(self, path: str, body: Mapping[str, Any], verb: str = "patch") -> Any:
         return await self.request("PATCH", path, body=body, content_type="application/merge-patch+json", verb=verb)

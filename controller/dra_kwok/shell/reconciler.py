@@ -1,4 +1,5 @@
-"""The work queue: dirty nodes in, plans carried out, observed state updated from the responses.
+"""The work queue: dirty nodes in, each decided by the core (`decide`), its writes carried out,
+and what became of them recorded in the World.
 
 A node is queued at most once; a node that becomes dirty while being reconciled is queued again
 when its worker finishes, so the last event always wins. Each node has a write budget (a token
@@ -9,42 +10,38 @@ failing nodes back off exponentially.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any, Protocol
 
-from ..core.fingerprint import fingerprint
+from ..core.decide import Outcome, WriteResult, decide
 from ..core.plan import Apply, Delete, NodePlan, ObservedSlice, PoolPlan
 from ..core.published import dropped_fields
-from ..core.render import ANNOTATION_SOURCE, LABEL_MANAGED_BY, NodeSlices, RenderError, content_of
-from ..core.status import FIELDS_DROPPED, PUBLISH_FAILED
+from ..core.render import LABEL_MANAGED_BY, content_of
 from . import metrics
-from .api import SLICES_PATH, ApiError, KubeApi
-from .world import PublishProblem, World
+from .api import SLICES_PATH, ApiError, Conflict, NotFound, Rejected
+from .world import World
 
 log = logging.getLogger("dra_kwok.reconciler")
 
 BUCKET_SIZE = 10.0  # write rounds a node may use in a burst
 BUCKET_REFILL = 1.0  # rounds per second
 MAX_BACKOFF = 300.0
-REJECTED = frozenset({400, 422})  # the apiserver refuses the content itself: sending it again cannot help
 
 
-def _content_key(desired: NodeSlices | None) -> frozenset[tuple[str, str]]:
-    """What a node's desired slices contain, to recognise content the apiserver rejected."""
-    if desired is None:
-        return frozenset()
-    return frozenset((s.name, s.content_print or fingerprint(s.content)) for pool in desired.pools for s in pool.slices)
+class SliceApi(Protocol):
+    """The part of `KubeApi` the reconciler writes through (a fake stands in for it in unit tests)."""
 
+    async def apply(
+        self, path: str, name: str, manifest: Mapping[str, Any], field_manager: str, force: bool = True
+    ) -> dict[str, Any]: ...
 
-def _sources(plan: NodePlan) -> tuple[str, ...]:
-    found = {
-        str(((a.manifest.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_SOURCE) or "")
-        for p in plan.pools
-        for a in p.applies
-    }
-    return tuple(sorted(found - {""}))
+    async def delete(self, path: str, name: str, uid: str | None = None) -> bool: ...
+
+    async def get(self, path: str, verb: str = "get") -> Any: ...
 
 
 class ForeignSlice(Exception):
@@ -64,7 +61,7 @@ class _Budget:
 
 
 class Reconciler:
-    def __init__(self, world: World, api: KubeApi, workers: int) -> None:
+    def __init__(self, world: World, api: SliceApi, workers: int) -> None:
         self.world = world
         self.api = api
         self.workers = workers
@@ -123,33 +120,29 @@ class Reconciler:
                     self.idle.set()
 
     async def reconcile(self, name: str) -> None:
+        """One node: ask the core what to do (`decide`), record it, carry out its writes, record
+        what became of them. Nothing here decides what a node should have."""
         world = self.world
-        try:
-            desired = world.desired(name)
-        except RenderError as exc:
-            log.error("cannot render slices for node %s: %s", name, exc)
+        decision = decide(world.view(name), world.sources())
+        world.record(decision)
+        outcome = decision.outcome
+        if outcome is Outcome.RENDER_FAILED:
+            log.error("cannot render slices for node %s: %s", name, decision.error)
             metrics.RECONCILE_ERRORS.labels(reason="render").inc()
             metrics.RECONCILES.labels(result="error").inc()
             return  # nothing is written; a configuration change re-queues the node
-        plan = world.plan(name, desired)
-        if plan.in_sync:
+        if outcome is Outcome.IN_SYNC:
             metrics.RECONCILES.labels(result="in_sync").inc()
             self._published(name)
-            problem = world.publish_problems.get(name)
-            if problem is not None and problem.reason == PUBLISH_FAILED:  # what is published is wanted again
-                world.rejected.pop(name, None)
-                world.set_publish_problem(name, None)
             return
-        rejected = world.rejected.get(name)
-        if rejected is not None:
-            if rejected == _content_key(desired):
-                metrics.RECONCILES.labels(result="rejected").inc()
-                return  # the same content again: not resent until the configuration or node changes
-            del world.rejected[name]
+        if outcome is Outcome.REJECTED:
+            metrics.RECONCILES.labels(result="rejected").inc()
+            return  # the same content again: not resent until the configuration or node changes
         if not self._take_token(name):
             metrics.RECONCILES.labels(result="throttled").inc()
             self._later(name, 1.0 / BUCKET_REFILL)
             return
+        plan = decision.plan
         if log.isEnabledFor(logging.DEBUG):
             log.debug("node %s: writing (%s)", name, "; ".join(f"{p.driver}: {p.reason}" for p in plan.pools))
         try:
@@ -162,36 +155,35 @@ class Reconciler:
                 log.warning("node %s: %s", name, exc)
             self._backoff(name)
             return
+        except Rejected as exc:
+            # Rewriting would only bump the pool's generation again and again: keep what the
+            # apiserver accepted, say why where users look, and wait for a change.
+            metrics.RECONCILES.labels(result="error").inc()
+            metrics.RECONCILE_ERRORS.labels(reason=f"api_{exc.status}").inc()
+            log.error("writing slices for node %s failed: %s", name, exc)
+            metrics.PUBLISH_PROBLEMS.labels(reason="rejected").inc()
+            world.record_result(decision, WriteResult(refused=exc.message))
+            return
         except ApiError as exc:
             metrics.RECONCILES.labels(result="error").inc()
             metrics.RECONCILE_ERRORS.labels(reason=f"api_{exc.status}").inc()
-            level = logging.WARNING if exc.conflict or exc.status >= 500 else logging.ERROR
+            level = logging.WARNING if isinstance(exc, Conflict) or exc.status >= 500 else logging.ERROR
             log.log(level, "writing slices for node %s failed: %s", name, exc)
-            if exc.status in REJECTED:
-                # Rewriting would only bump the pool's generation again and again: keep what the
-                # apiserver accepted, say why where users look, and wait for a change.
-                metrics.PUBLISH_PROBLEMS.labels(reason="rejected").inc()
-                world.rejected[name] = _content_key(desired)
-                world.set_publish_problem(name, PublishProblem(PUBLISH_FAILED, _sources(plan), exc.message))
-                return
             self._backoff(name)
             return
         metrics.RECONCILES.labels(result="written").inc()
         self.budgets[name].failures = 0
         if dropped:
             metrics.PUBLISH_PROBLEMS.labels(reason="fields_dropped").inc()
-        world.set_publish_problem(
-            name, PublishProblem(FIELDS_DROPPED, _sources(plan), "; ".join(dropped)) if dropped else None
-        )
-        # Re-plan once: if the writes converged, this finds the node in sync and records latency.
-        self.mark([name])
+        world.record_result(decision, WriteResult(dropped=tuple(dropped)))
+        # Every write of the plan is done: the node has what was decided (no second pass needed).
+        self._published(name)
 
     def _published(self, name: str) -> None:
-        node = self.world.nodes.get(name)
-        if node is not None and node.latency_pending:
-            node.latency_pending = False
-            metrics.PUBLISH_LATENCY.observe(time.monotonic() - node.seen_at)
-        if name not in self.world.nodes and name not in self.world.slices:
+        latency = self.world.take_publish_latency(name)
+        if latency is not None:
+            metrics.PUBLISH_LATENCY.observe(latency)
+        if not self.world.knows(name):
             self.budgets.pop(name, None)
 
     def _take_token(self, name: str) -> bool:
@@ -230,16 +222,13 @@ class Reconciler:
             # Unforced first: a 409 means another manager owns fields we set (someone edited the
             # slice, or another installation publishes it), which is rare and worth a look.
             result = await self.api.apply(SLICES_PATH, op.name, op.manifest, manager, force=False)
-        except ApiError as exc:
-            if not exc.conflict:
-                raise
+        except Conflict:
             await self._not_foreign(op.name)
             result = await self.api.apply(SLICES_PATH, op.name, op.manifest, manager)
         metrics.API_WRITES.labels(verb="apply").inc()
         sent = content_of(op.manifest["spec"])
         observed = ObservedSlice.from_api(result, known=(sent, op.content_print))
-        self.world.written[op.name] = (observed.resource_version, op.content_print)
-        self.world.record_slice(observed, ours=True)
+        self.world.record_applied(observed, op.content_print)
         if observed.content_print == op.content_print:
             return ""
         dropped = dropped_fields(sent, content_of(result.get("spec") or {}))
@@ -254,20 +243,15 @@ class Reconciler:
         A forced apply would take it over, and the other installation (whose watch would see it go)
         would take it back, forever. The first to publish keeps it; anyone else's edit is repaired."""
         try:
-            current = await self.api.request("GET", f"{SLICES_PATH}/{name}", verb="get")
-        except ApiError as exc:
-            if exc.not_found:
-                return
-            raise
+            current = await self.api.get(f"{SLICES_PATH}/{name}")
+        except NotFound:
+            return
         owner = ((current.get("metadata") or {}).get("labels") or {}).get(LABEL_MANAGED_BY)
         if owner is not None and owner != self.world.settings.managed_by:
             raise ForeignSlice(name, owner)
 
     async def _delete(self, op: Delete) -> None:
-        try:
+        with contextlib.suppress(Conflict):  # the UID precondition failed: a newer object has the name
             await self.api.delete(SLICES_PATH, op.name, op.uid)
-        except ApiError as exc:
-            if not exc.conflict:  # 409: the UID precondition failed, a newer object has the name
-                raise
         metrics.API_WRITES.labels(verb="delete").inc()
         self.world.forget_slice(op.name)

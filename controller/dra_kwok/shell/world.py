@@ -9,18 +9,28 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..core.config import EMPTY_CONFIG, FallbackConfig, config_text_from_configmap, load_config_text
+from ..core.decide import (
+    ContentKey,
+    Decision,
+    NodeView,
+    PublishProblem,
+    RenderFailure,
+    Sources,
+    WriteResult,
+    after_write,
+)
 from ..core.issues import Issue, errors
 from ..core.models import Requirement
 from ..core.overlay import OverlayRule, load_overlay
-from ..core.plan import NodePlan, ObservedSlice, plan_node
-from ..core.render import NodeRef, NodeSlices, RenderError, render
-from ..core.resolve import Conflict, Resolution, order_overlays, resolve
-from ..core.status import matchable_requirements
+from ..core.plan import ObservedSlice
+from ..core.render import NodeRef
+from ..core.resolve import Conflict, order_overlays
+from ..core.status import Outcomes, OverlayFacts, matchable_requirements
 from ..core.versions import DEFAULT_TARGET, Target
 from .settings import Settings
 
@@ -35,16 +45,6 @@ class NodeRecord:
     kwok: bool
     seen_at: float  # monotonic time of the first event, for the publish-latency metric
     latency_pending: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class PublishProblem:
-    """The apiserver rejected a node's slices (PublishFailed) or dropped fields of them
-    (FieldsDropped); `sources` are the pools' sources, `message` names the slice and the fields."""
-
-    reason: str
-    sources: tuple[str, ...]
-    message: str
 
 
 @dataclass(slots=True)
@@ -86,7 +86,7 @@ def _older(event: ObservedSlice, held: ObservedSlice) -> bool:
 class World:
     def __init__(self, settings: Settings, target: Target = DEFAULT_TARGET) -> None:
         self.settings = settings
-        self.target = target  # the Kubernetes published for: learned once at startup
+        self._target = target
         self.nodes: dict[str, NodeRecord] = {}
         self.overlays: dict[str, OverlayState] = {}
         self.ordered: list[OverlayRule] = []
@@ -95,15 +95,33 @@ class World:
         self.slice_node: dict[str, str] = {}
         self.written: dict[str, tuple[str, str]] = {}  # slice -> (resourceVersion, content print) of our write
         self.conflicts: dict[str, tuple[Conflict, ...]] = {}
-        # node -> (sources whose templates do not fit it, the first problem): shown in overlay status
-        self.render_failures: dict[str, tuple[tuple[str, ...], str]] = {}
+        # node -> the sources whose templates do not fit it and the first problem: in overlay status
+        self.render_failures: dict[str, RenderFailure] = {}
         # node -> what the apiserver did to its last write, when it was not what we sent
         self.publish_problems: dict[str, PublishProblem] = {}
         # node -> the content (slice name, fingerprint) the apiserver rejected: not sent again
-        self.rejected: dict[str, frozenset[tuple[str, str]]] = {}
+        self.rejected: dict[str, ContentKey] = {}
         self.version = 0  # bumped on any change relevant to overlay status
+        self.on_change: Callable[[], None] | None = None  # told when `version` moves (the status writer)
+        self._sources: Sources | None = None  # the configuration nodes are decided against, built lazily
         # (kind, name) -> monotonic time of the object's last event, to tell what a re-list misses
         self.touched: dict[tuple[str, str], float] = {}
+
+    @property
+    def target(self) -> Target:
+        """The Kubernetes version and gates published for: learned once at startup."""
+        return self._target
+
+    @target.setter
+    def target(self, target: Target) -> None:
+        self._target = target
+        self._sources = None
+
+    def _changed(self) -> None:
+        """Something overlay status or ConfigMap Events report has changed."""
+        self.version += 1
+        if self.on_change is not None:
+            self.on_change()
 
     def touch(self, kind: str, name: str, deleted: bool = False) -> None:
         if deleted:
@@ -130,9 +148,10 @@ class World:
             if held is not None and meta.get("uid") and held.uid != meta.get("uid"):
                 return []  # an older incarnation's deletion, handled after the new one's creation
             if self.nodes.pop(name, None) is not None:
-                self.version += 1
+                self._changed()
             self.conflicts.pop(name, None)
-            self._rendered(name)
+            if self.render_failures.pop(name, None) is not None:
+                self._changed()
             self.set_publish_problem(name, None)
             self.rejected.pop(name, None)
             return [name] if name in self.slices else []
@@ -145,7 +164,7 @@ class World:
         if not kwok:
             if old is not None:
                 del self.nodes[name]
-                self.version += 1
+                self._changed()
             return [name] if name in self.slices or old is not None else []
         if old is not None and old.uid == uid and old.labels == labels:
             return []
@@ -155,7 +174,7 @@ class World:
             name, uid, labels, True, old.seen_at if old else time.monotonic(), old.latency_pending if old else True
         )
         self.nodes[name] = record
-        self.version += 1
+        self._changed()
         return [name]
 
     # --- configuration -----------------------------------------------------------------------
@@ -184,6 +203,7 @@ class World:
         config and issues when the caller parsed them already (off the event loop)."""
         meta = obj.get("metadata") or {}
         self.touch("configmap", "", event_type == "DELETED")
+        self._sources = None
         if event_type == "DELETED":
             self.config = ConfigState(present=False, config=EMPTY_CONFIG)
             log.warning(
@@ -220,8 +240,9 @@ class World:
         name = meta.get("name", "")
         self.touch("overlay", name, event_type == "DELETED")
         if event_type == "DELETED":
+            self._sources = None
             state = self.overlays.pop(name, None)
-            self.version += 1
+            self._changed()
             if state is not None and state.rule is not None:
                 self._reorder()
                 return True, self.all_nodes()
@@ -234,7 +255,8 @@ class World:
             state.status = status  # our own status write, or someone else's: no spec change
             return False, []
         rule, issues = load_overlay(obj, self.target)
-        self.version += 1
+        self._sources = None
+        self._changed()
         if state is None or state.uid != uid:
             state = OverlayState(name, uid, generation, None, issues, status, rule is not None)
             self.overlays[name] = state
@@ -310,41 +332,87 @@ class World:
             if not self.slices.get(node):
                 self.slices.pop(node, None)
 
-    # --- planning ------------------------------------------------------------------------------
+    # --- views for the decision, and what was decided ---------------------------------------
     def all_nodes(self) -> list[str]:
         return list(set(self.nodes) | set(self.slices))
 
-    def resolution(self, node: NodeRecord) -> Resolution:
-        config = self.config.config or EMPTY_CONFIG
-        return resolve(node.labels, self.ordered, config)
+    def sources(self) -> Sources:
+        """The configuration every node is decided against; rebuilt only when it changed."""
+        if self._sources is None:
+            self._sources = Sources(
+                tuple(self.ordered),
+                self.config.config or EMPTY_CONFIG,
+                self.protected_sources(),
+                self.settings.managed_by,
+                self.target.limits,
+            )
+        return self._sources
 
-    def desired(self, name: str) -> NodeSlices | None:
-        """What `name` should have, or None. Raises RenderError for a template that does not fit."""
+    def view(self, name: str) -> NodeView:
+        """What is known of node `name`, for `decide()`."""
         node = self.nodes.get(name)
-        if node is None:
-            self.conflicts.pop(name, None)
-            self._rendered(name)
-            return None
-        res = self.resolution(node)
-        if res.conflicts or name in self.conflicts:
-            if res.conflicts != self.conflicts.get(name, ()):
-                self.version += 1
-            self.conflicts[name] = res.conflicts
-            if not res.conflicts:
+        return NodeView(
+            name,
+            NodeRef(node.name, node.uid) if node is not None else None,
+            node.labels if node is not None else {},
+            tuple(self.slices.get(name, {}).values()),
+            self.written,
+            self.rejected.get(name),
+            self.publish_problems.get(name),
+        )
+
+    def record(self, decision: Decision) -> None:
+        """Keep what was decided for a node that status and Events report (conflicts, render
+        failures) and its rejected content and publish problem."""
+        name = decision.node
+        if self.conflicts.get(name, ()) != decision.conflicts:
+            self._changed()
+            if decision.conflicts:
+                self.conflicts[name] = decision.conflicts
+            else:
                 del self.conflicts[name]
-        if not res.pools:
-            self._rendered(name)
+        if self.render_failures.get(name) != decision.render_failure:
+            self._changed()
+            if decision.render_failure is None:
+                del self.render_failures[name]
+            else:
+                self.render_failures[name] = decision.render_failure
+        self._set_rejected(name, decision.rejected)
+        self.set_publish_problem(name, decision.problem)
+
+    def record_result(self, decision: Decision, result: WriteResult) -> None:
+        """Keep what became of a decision's writes (see `after_write`)."""
+        rejected, problem = after_write(decision, result)
+        self._set_rejected(decision.node, rejected)
+        self.set_publish_problem(decision.node, problem)
+
+    def record_applied(self, observed: ObservedSlice, content_print: str) -> None:
+        """Our apply's response: the slice as stored, and the content we meant by it."""
+        self.written[observed.name] = (observed.resource_version, content_print)
+        self.record_slice(observed, ours=True)
+
+    def take_publish_latency(self, name: str) -> float | None:
+        """Seconds from the node's first event to its first complete publication, once per node."""
+        node = self.nodes.get(name)
+        if node is None or not node.latency_pending:
             return None
-        try:
-            rendered = render(NodeRef(node.name, node.uid), res, self.target.limits)
-        except RenderError as exc:
-            failure = (exc.sources, str(exc.issues[0]) if exc.issues else str(exc))
-            if self.render_failures.get(name) != failure:
-                self.render_failures[name] = failure
-                self.version += 1
-            raise
-        self._rendered(name)
-        return rendered
+        node.latency_pending = False
+        return time.monotonic() - node.seen_at
+
+    def knows(self, name: str) -> bool:
+        """Whether `name` is a KWOK node or still has managed slices."""
+        return name in self.nodes or name in self.slices
+
+    def clear_rejections(self) -> None:
+        """Content the apiserver rejected may be tried once more (an admission policy or a feature
+        gate may have changed meanwhile)."""
+        self.rejected.clear()
+
+    def _set_rejected(self, name: str, key: ContentKey | None) -> None:
+        if key is None:
+            self.rejected.pop(name, None)
+        else:
+            self.rejected[name] = key
 
     def set_publish_problem(self, name: str, problem: PublishProblem | None) -> None:
         if self.publish_problems.get(name) == problem:
@@ -353,12 +421,7 @@ class World:
             del self.publish_problems[name]
         else:
             self.publish_problems[name] = problem
-        self.version += 1
-
-    def _rendered(self, name: str) -> None:
-        """`name` no longer fails to render (rendered, gone, or given nothing)."""
-        if self.render_failures.pop(name, None) is not None:
-            self.version += 1
+        self._changed()
 
     def protected_sources(self) -> frozenset[str]:
         """Sources whose published slices must not change while their configuration is unknown:
@@ -369,17 +432,37 @@ class World:
         out |= {f"overlay/{s.name}" for s in self.overlays.values() if s.rule is None}
         return frozenset(out)
 
-    def plan(self, name: str, desired: NodeSlices | None) -> NodePlan:
-        """A slice carrying this installation's managed-by label is ours whatever driver it names
-        (a deleted overlay's, a renamed driver's): one that nothing desires any more is deleted."""
-        return plan_node(
-            name,
-            desired,
-            self.slices.get(name, {}).values(),
-            self.settings.managed_by,
-            self.written,
-            self.protected_sources(),
-        )
+    # --- what status and Events report ---------------------------------------------------------
+    def outcomes(self) -> Outcomes:
+        return Outcomes(self.conflicts, self.render_failures, self.publish_problems)
+
+    def overlay_facts(self) -> list[OverlayFacts]:
+        return [
+            OverlayFacts(
+                s.name,
+                s.uid,
+                s.generation,
+                s.valid,
+                s.issues,
+                s.applied_generation if s.rule is not None else None,
+                s.requirements,
+                s.status,
+            )
+            for s in self.overlays.values()
+        ]
+
+    def node_labels(self) -> list[Mapping[str, str]]:
+        return [n.labels for n in self.nodes.values()]
+
+    def status_written(self, name: str, uid: str, status: dict[str, Any]) -> None:
+        """Our status write succeeded: the overlay (if it is still the same object) has it now."""
+        state = self.overlays.get(name)
+        if state is not None and state.uid == uid:
+            state.status = status
+
+    def config_gone_since(self, since: float) -> bool:
+        """Whether the ConfigMap is held as present with no event for it since `since`."""
+        return self.config.present and self.touched.get(("configmap", ""), 0.0) < since
 
     def invalid_documents(self) -> Iterable[tuple[str, list[Issue]]]:
         if self.config.present and not self.config.valid:
