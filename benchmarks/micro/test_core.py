@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from dra_kwok.core.config import FallbackConfig, load_config_data
+from dra_kwok.core.decide import decide
 from dra_kwok.core.fingerprint import fingerprint
 from dra_kwok.core.overlay import OverlayRule, load_overlay
 from dra_kwok.core.plan import ObservedSlice, plan_node
@@ -196,7 +197,7 @@ def _node_obj(i: int) -> dict[str, Any]:
 
 def test_world_resync_5000_nodes(benchmark: Any) -> None:
     """A full resync pass of the shell's World (what a ConfigMap change or the periodic resync costs
-    before any write): desired + plan for every node, all in sync."""
+    before any write): a view and a decision for every node, all in sync."""
     world = World(Settings())
     world.on_configmap(
         None,
@@ -208,20 +209,18 @@ def test_world_resync_5000_nodes(benchmark: Any) -> None:
     for i in range(NODES):
         world.on_node("ADDED", _node_obj(i))
     for name in world.all_nodes():
-        desired = world.desired(name)
-        for pool in world.plan(name, desired).pools:
+        for pool in decide(world.view(name), world.sources()).plan.pools:
             for i, a in enumerate(pool.applies):
                 obj = {
                     **a.manifest,
                     "metadata": {**a.manifest["metadata"], "uid": f"{name}-{i}", "resourceVersion": "1"},
                 }
-                world.written[a.name] = ("1", a.content_print)
-                world.record_slice(ObservedSlice.from_api(obj), ours=True)
+                world.record_applied(ObservedSlice.from_api(obj), a.content_print)
 
     def run() -> int:
-        return sum(not world.plan(n, world.desired(n)).in_sync for n in world.all_nodes())
+        return sum(not decide(world.view(n), world.sources()).published for n in world.all_nodes())
 
-    benchmark.extra_info["what"] = "World: desired + plan for 5,000 nodes in sync (a resync pass)"
+    benchmark.extra_info["what"] = "World: view + decide for 5,000 nodes in sync (a resync pass)"
     assert benchmark.pedantic(run, rounds=5, warmup_rounds=1) == 0
 
 
