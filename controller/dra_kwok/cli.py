@@ -25,8 +25,6 @@ import yaml
 
 from . import __version__
 from .core.config import (
-    DEFAULT_CONFIGMAP_KEY,
-    DEFAULT_CONFIGMAP_NAME,
     FallbackConfig,
     YamlDocument,
     config_text_from_configmap,
@@ -35,11 +33,19 @@ from .core.config import (
     parse_yaml,
     parse_yaml_documents,
 )
+from .core.defaults import (
+    DEFAULT_CONFIGMAP_KEY,
+    DEFAULT_CONFIGMAP_NAME,
+    DEFAULT_KWOK_LABELS,
+    DEFAULT_MANAGED_BY,
+    DEFAULT_NAMESPACE,
+    KWOK_NODE_ANNOTATION,
+)
 from .core.issues import Issue, errors
 from .core.models import OVERLAY_GROUP, OVERLAY_KIND, OVERLAY_VERSION
 from .core.overlay import OverlayRule, load_overlay
 from .core.plan import plan_node
-from .core.render import DEFAULT_MANAGED_BY, NodeRef, RenderError, render
+from .core.render import NodeRef, RenderError, render
 from .core.resolve import KwokNodeRule, order_overlays, resolve
 from .core.selectors import first_failing_requirement, first_failing_selector_term
 from .core.validation import extended_resource_issues
@@ -54,7 +60,7 @@ from .core.versions import (
     support_table_markdown,
 )
 from .core.versions import target as version_target
-from .shell.settings import DEFAULT_NAMESPACE, Settings
+from .shell.settings import Settings
 
 
 def _env(name: str, default: str) -> str:
@@ -351,8 +357,8 @@ def _render_node(
     labels = {str(k): str(v) for k, v in (meta.get("labels") or {}).items()}
     if not KwokNodeRule().matches(labels, meta.get("annotations") or {}):
         print(
-            f"node {name}: not a KWOK node (no annotation kwok.x-k8s.io/node, label type=kwok or "
-            "kwok.x-k8s.io/provider=kwok): the driver publishes nothing for it",
+            f"node {name}: not a KWOK node (no annotation {KWOK_NODE_ANNOTATION}, label "
+            f"{' or '.join(f'{k}={v}' for k, v in DEFAULT_KWOK_LABELS)}): the driver publishes nothing for it",
             file=sys.stderr,
         )
         return [], True
@@ -452,7 +458,7 @@ def _flags_else_env(given: list[Any] | None, env: str) -> list[str] | None:
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
     given_annotations = _flags_else_env(args.kwok_annotation, "KWOK_ANNOTATIONS")
-    annotations = tuple(given_annotations) if given_annotations is not None else ("kwok.x-k8s.io/node",)
+    annotations = tuple(given_annotations) if given_annotations is not None else (KWOK_NODE_ANNOTATION,)
     if args.kwok_label is not None:
         labels = tuple(args.kwok_label)
     elif (env_labels := _env_list("KWOK_LABELS")) is not None:
@@ -461,7 +467,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         except argparse.ArgumentTypeError as exc:
             raise SystemExit(f"dra-kwok: DRA_KWOK_KWOK_LABELS: {exc}") from None
     else:
-        labels = (("type", "kwok"), ("kwok.x-k8s.io/provider", "kwok"))
+        labels = DEFAULT_KWOK_LABELS
     drivers = _flags_else_env(args.driver, "DRIVERS") or []
     return Settings(
         kubeconfig=args.kubeconfig or None,
@@ -623,7 +629,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar="KEY",
         help="an annotation that marks KWOK nodes (repeatable; env DRA_KWOK_KWOK_ANNOTATIONS, comma-separated; "
-        "default kwok.x-k8s.io/node)",
+        f"default {KWOK_NODE_ANNOTATION})",
     )
     run.add_argument(
         "--kwok-label",
@@ -631,7 +637,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_parse_label,
         metavar="KEY=VALUE",
         help="a label that marks KWOK nodes (repeatable; env DRA_KWOK_KWOK_LABELS, comma-separated; "
-        "default type=kwok, kwok.x-k8s.io/provider=kwok)",
+        f"default {', '.join(f'{k}={v}' for k, v in DEFAULT_KWOK_LABELS)})",
     )
     run.add_argument(
         "--managed-by",

@@ -32,15 +32,25 @@ from typing import Any, Final
 
 import yaml
 
-from .core import names
-from .core.models import (
-    DRIVER_OWNED_FIELDS,
-    LIST_KINDS,
+from .core.api_limits import (
+    ATTRIBUTE_VALUE_MAX,
+    CONDITION_MESSAGE_MAX,
+    CONDITION_REASON_MAX,
+    CONDITION_TYPE_MAX,
+    DNS1123_LABEL_MAX,
+    DNS1123_SUBDOMAIN_MAX,
+    DRIVER_NAME_MAX,
+    LABEL_NAME_MAX,
+    LABEL_VALUE_MAX,
     MAX_COMPATIBILITY_GROUPS,
     MAX_DEVICES_PER_POOL,
     MAX_REQUIREMENTS,
     MAX_WEIGHT,
     MIN_WEIGHT,
+)
+from .core.models import (
+    DRIVER_OWNED_FIELDS,
+    LIST_KINDS,
     OVERLAY_GROUP,
     OVERLAY_KIND,
     OVERLAY_PLURAL,
@@ -57,12 +67,14 @@ OVERLAY_SINGULAR: Final = OVERLAY_KIND.lower()
 SHORT_NAMES: Final = ("dno",)
 CATEGORIES: Final = ("karpenter", "dra-kwok")
 
-# Limits the core does not have, because they only matter for admission.
-# Label keys, condition types and Karpenter's requirement keys: a 253-character DNS prefix, '/', a name.
-QUALIFIED_NAME_MAX: Final = 316
+# Label keys, condition types and Karpenter's requirement keys: a 253-character DNS prefix, '/', a name,
+# bounded as metav1.Condition bounds its type.
+QUALIFIED_NAME_MAX: Final = CONDITION_TYPE_MAX
 # Attribute strings and versions: 64 bytes of UTF-8 in the apiserver (and models.Attribute); a schema's
 # maxLength counts characters, so admission bounds them at 64 characters and the controller the bytes.
-ATTRIBUTE_STRING_MAX: Final = 64
+ATTRIBUTE_STRING_MAX: Final = ATTRIBUTE_VALUE_MAX
+
+# Limits the core does not have, because they only matter for admission.
 # Karpenter NodeOverlay's spec.capacity is unbounded; a bound keeps the CEL cost of its key rules finite.
 MAX_OVERLAY_CAPACITY: Final = 32
 # A node gets one pool per driver; templates of one driver merge, so a handful is plenty.
@@ -83,7 +95,7 @@ DNS_LABEL_RE: Final = rf"^{_DNS_LABEL_PART}$"
 DNS_SUBDOMAIN_RE: Final = rf"^{_DNS_LABEL_PART}(\.{_DNS_LABEL_PART})*$"
 # `names.label_name_problem`: an optional DNS-subdomain prefix and '/', then a name of at most 63.
 LABEL_NAME_RE: Final = (
-    rf"^({_DNS_LABEL_PART}(\.{_DNS_LABEL_PART})*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{{0,{names.LABEL_VALUE_MAX - 2}}}"
+    rf"^({_DNS_LABEL_PART}(\.{_DNS_LABEL_PART})*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{{0,{LABEL_NAME_MAX - 2}}}"
     r"[A-Za-z0-9])?$"
 )
 LABEL_VALUE_RE: Final = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
@@ -134,7 +146,7 @@ def _string(description: str, *, max_length: int, pattern: str | None = None) ->
 
 
 def _dns_label(description: str) -> Schema:
-    return _string(description, max_length=names.DNS1123_LABEL_MAX, pattern=DNS_LABEL_RE)
+    return _string(description, max_length=DNS1123_LABEL_MAX, pattern=DNS_LABEL_RE)
 
 
 def _quantity(description: str) -> Schema:
@@ -248,7 +260,7 @@ def _requirement() -> Schema:
                 "description": "Label values; one non-negative integer for Gt, Lt, Gte and Lte.",
                 "maxItems": MAX_REQUIREMENT_VALUES,
                 "x-kubernetes-list-type": "atomic",
-                "items": _string("A label value.", max_length=names.LABEL_VALUE_MAX, pattern=LABEL_VALUE_RE),
+                "items": _string("A label value.", max_length=LABEL_VALUE_MAX, pattern=LABEL_VALUE_RE),
             },
         },
         "x-kubernetes-validations": [
@@ -280,9 +292,7 @@ def _taint() -> Schema:
         "required": ["key", "effect"],
         "properties": {
             "key": _string("The taint key, a label name.", max_length=QUALIFIED_NAME_MAX, pattern=LABEL_NAME_RE),
-            "value": _string(
-                "The taint value, a label value.", max_length=names.LABEL_VALUE_MAX, pattern=LABEL_VALUE_RE
-            ),
+            "value": _string("The taint value, a label value.", max_length=LABEL_VALUE_MAX, pattern=LABEL_VALUE_RE),
             "effect": {
                 "type": "string",
                 "description": "None, NoSchedule or NoExecute (PreferNoSchedule is not a device taint effect).",
@@ -325,7 +335,7 @@ def _counter_set() -> Schema:
 
 
 def _device() -> Schema:
-    label_max = names.DNS1123_LABEL_MAX
+    label_max = DNS1123_LABEL_MAX
     return {
         "type": "object",
         "description": "A device, or with count N devices named <name>-0 ... <name>-<N-1>.",
@@ -377,7 +387,7 @@ def _device() -> Schema:
             "bindingFailureConditions": _label_name_list("Conditions that fail the binding when True."),
             "driver": _string(
                 "Optional; if set it must equal the template's spec.driver.",
-                max_length=names.DRIVER_NAME_MAX,
+                max_length=DRIVER_NAME_MAX,
                 pattern=DNS_SUBDOMAIN_RE,
             ),
         },
@@ -407,7 +417,7 @@ def _device() -> Schema:
 def _slice_template_spec() -> Schema:
     owned_description = "Filled in by the driver for each node; must not be set in a template."
     owned: Schema = {
-        "nodeName": {"type": "string", "description": owned_description, "maxLength": names.DNS1123_SUBDOMAIN_MAX},
+        "nodeName": {"type": "string", "description": owned_description, "maxLength": DNS1123_SUBDOMAIN_MAX},
         "pool": {"type": "object", "description": owned_description, "x-kubernetes-preserve-unknown-fields": True},
         "nodeSelector": {
             "type": "object",
@@ -424,7 +434,7 @@ def _slice_template_spec() -> Schema:
         "properties": {
             "driver": _string(
                 "The DRA driver name: a lowercase DNS subdomain of at most 63 characters (no '/').",
-                max_length=names.DRIVER_NAME_MAX,
+                max_length=DRIVER_NAME_MAX,
                 pattern=DNS_SUBDOMAIN_RE,
             ),
             "devices": {
@@ -569,10 +579,12 @@ def _condition() -> Schema:
             "observedGeneration": {"type": "integer", "format": "int64", "minimum": 0},
             "lastTransitionTime": {"type": "string", "format": "date-time"},
             "reason": _string(
-                "A CamelCase reason.", max_length=1024, pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
+                "A CamelCase reason.",
+                max_length=CONDITION_REASON_MAX,
+                pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$",
             )
             | {"minLength": 1},
-            "message": {"type": "string", "maxLength": 32768},
+            "message": {"type": "string", "maxLength": CONDITION_MESSAGE_MAX},
         },
     }
 

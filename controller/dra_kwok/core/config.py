@@ -25,9 +25,6 @@ from .validation import (
 )
 from .versions import DEFAULT_TARGET, Target
 
-DEFAULT_CONFIGMAP_NAME = "dra-kwok-configmap"
-DEFAULT_CONFIGMAP_KEY = "config.yaml"
-
 
 @dataclass(frozen=True, slots=True)
 class MappingRule:

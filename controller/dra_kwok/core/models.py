@@ -31,13 +31,18 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from . import names
+from .api_limits import DNS1123_LABEL_MAX, MAX_COMPATIBILITY_GROUPS, MAX_MAPPING_NAME
+
+# Re-exported: tests read them from here.
+from .api_limits import INT64_MAX as INT64_MAX
+from .api_limits import INT64_MIN as INT64_MIN
+from .api_limits import MAX_DEVICES_PER_POOL as MAX_DEVICES_PER_POOL
+from .api_limits import MAX_REQUIREMENTS as MAX_REQUIREMENTS
+from .api_limits import MAX_WEIGHT as MAX_WEIGHT
+from .api_limits import MIN_WEIGHT as MIN_WEIGHT
 from .issues import shown
 from .quantity import quantity_problem
 
-MAX_DEVICES_PER_POOL = 1024
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
-MAX_REQUIREMENTS = 100
-MIN_WEIGHT, MAX_WEIGHT = 1, 10000
 RESOURCE_API_VERSION = "resource.k8s.io/v1"
 OVERLAY_GROUP = "test.karpenter.sh"
 OVERLAY_VERSION = "v1alpha1"
@@ -238,9 +243,6 @@ class CounterSet(Model):
     counters: Annotated[dict[DnsLabel, Counter], Field(min_length=1)]
 
 
-MAX_COMPATIBILITY_GROUPS = 2
-
-
 class CounterConsumption(Model):
     """What one device consumes from a counter set (`consumesCounters[]`); `compatibilityGroups`
     (1.37, DRADeviceCompatibilityGroups) limit which devices of the set are allocated together."""
@@ -309,10 +311,10 @@ class DeviceTemplate(Model):
     def _expanded_names_fit(self) -> DeviceTemplate:
         if self.count is not None:
             last = f"{self.name}-{self.count - 1}"
-            if len(last) > names.DNS1123_LABEL_MAX:
+            if len(last) > DNS1123_LABEL_MAX:
                 raise ValueError(
                     f"with count {self.count} the device names reach {last!r} ({len(last)} characters), "
-                    f"over the {names.DNS1123_LABEL_MAX}-character limit; shorten the name"
+                    f"over the {DNS1123_LABEL_MAX}-character limit; shorten the name"
                 )
         return self
 
@@ -410,9 +412,6 @@ class MappingSlice(PoolTemplate):
     """A mapping's `resourceSlice`; `driver` defaults to the configuration's top-level driver."""
 
     driver: StrictStr | None = None
-
-
-MAX_MAPPING_NAME = 253  # it goes into each slice's source annotation, which the apiserver bounds
 
 
 class Mapping(Model):

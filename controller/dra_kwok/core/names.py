@@ -9,13 +9,13 @@ from __future__ import annotations
 import hashlib
 import re
 
-DNS1123_LABEL_MAX = 63
-DNS1123_SUBDOMAIN_MAX = 253
-C_IDENTIFIER_MAX = 32  # DeviceMaxIDLength
-DEVICE_DOMAIN_MAX = 63  # DeviceMaxDomainLength
-DRIVER_NAME_MAX = 63
-LABEL_VALUE_MAX = 63
-STRING_ATTRIBUTE_MAX = 64
+from .api_limits import ATTRIBUTE_VALUE_MAX, C_IDENTIFIER_MAX, DEVICE_DOMAIN_MAX, LABEL_NAME_MAX
+
+# Re-exported: tests read them as names.X.
+from .api_limits import DNS1123_LABEL_MAX as DNS1123_LABEL_MAX
+from .api_limits import DNS1123_SUBDOMAIN_MAX as DNS1123_SUBDOMAIN_MAX
+from .api_limits import DRIVER_NAME_MAX as DRIVER_NAME_MAX
+from .api_limits import LABEL_VALUE_MAX as LABEL_VALUE_MAX
 
 _LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -136,8 +136,8 @@ def label_name_problem(value: str) -> str | None:
             return f"the prefix before '/' {problem}"
     if not name:
         return "the name must not be empty"
-    if len(name) > 63:
-        return f"the name must be at most 63 characters (has {len(name)})"
+    if len(name) > LABEL_NAME_MAX:
+        return f"the name must be at most {LABEL_NAME_MAX} characters (has {len(name)})"
     if not _LABEL_NAME.fullmatch(name):
         return "the name must be alphanumeric, '-', '_' or '.', starting and ending with an alphanumeric"
     return None
@@ -154,15 +154,15 @@ def label_value_problem(value: str) -> str | None:
 def string_attribute_problem(value: str) -> str | None:
     """The apiserver limits string attributes to 64 bytes (Go's len), which is 64 characters only in ASCII."""
     size = len(value.encode())
-    if size <= STRING_ATTRIBUTE_MAX:
+    if size <= ATTRIBUTE_VALUE_MAX:
         return None
     has = f"{size}" if size == len(value) else f"{size} bytes, {len(value)} characters"
-    return f"must be at most {STRING_ATTRIBUTE_MAX} bytes of UTF-8 (has {has})"
+    return f"must be at most {ATTRIBUTE_VALUE_MAX} bytes of UTF-8 (has {has})"
 
 
 def semver_problem(value: str) -> str | None:
-    if len(value) > 64:
-        return f"must be at most 64 characters (has {len(value)})"
+    if len(value) > ATTRIBUTE_VALUE_MAX:  # a version attribute's bound too
+        return f"must be at most {ATTRIBUTE_VALUE_MAX} characters (has {len(value)})"
     if not _SEMVER.fullmatch(value):
         return "must be a semantic version (semver 2.0.0) such as 1.2.3 or 1.2.3-rc.1"
     return None

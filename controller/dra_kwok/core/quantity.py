@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 
+from .api_limits import INT64_MAX, INT64_MIN
 from .issues import shown
 
 
@@ -41,7 +42,6 @@ _DECIMAL_BY_EXPONENT = {e: s for s, e in _DECIMAL_SUFFIXES.items()}
 _BINARY_BY_EXPONENT = {e // 10: s for s, e in _BINARY_SUFFIXES.items()}
 _SUFFIX_LETTERS = frozenset("eEinumkKMGTP")
 _DIGITS = frozenset("0123456789")
-_INT64_MAX = 2**63 - 1
 _MAX_INT64_FACTORS = 18  # digits an int64 holds for sure
 _NANO = -9
 
@@ -126,7 +126,7 @@ def _interpret(suffix: str) -> tuple[int, int, Format]:
         if not body or not set(body) <= _DIGITS:
             raise ValueError("suffix")
         parsed = int(digits)
-        if not -(2**63) <= parsed <= _INT64_MAX:  # strconv.ParseInt(..., 10, 64)
+        if not INT64_MIN <= parsed <= INT64_MAX:  # strconv.ParseInt(..., 10, 64)
             raise ValueError("suffix")
         return 10, _int32(parsed), Format.DECIMAL_EXPONENT  # Go's int32(parsed)
     raise ValueError("suffix")
@@ -177,7 +177,7 @@ def _parse(text: str) -> Quantity:
             shifted = num + denom
             value = int(shifted)
             result = value * mantissa
-            if result <= _INT64_MAX:
+            if result <= INT64_MAX:
                 if not positive:
                     result = -result
                 if fmt is Format.BINARY_SI:
@@ -197,8 +197,8 @@ def _parse(text: str) -> Quantity:
     magnitude, exp10 = _round_up_to_nano(magnitude, exp10)
     if fmt is Format.BINARY_SI:  # exp10 is -9..0 here: it comes from the fraction digits only
         scaled = 10**-exp10
-        if magnitude > _INT64_MAX * scaled:
-            magnitude, exp10 = _INT64_MAX, 0
+        if magnitude > INT64_MAX * scaled:
+            magnitude, exp10 = INT64_MAX, 0
         elif 0 < magnitude < scaled:
             fmt = Format.DECIMAL_SI
     return Quantity(-magnitude if negative else magnitude, exp10, fmt)

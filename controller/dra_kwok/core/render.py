@@ -15,6 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import names
+from .api_limits import DNS1123_SUBDOMAIN_MAX, POOL_NAME_MAX
+
+# Re-exported: tests and benchmarks import them from here.
+from .api_limits import MAX_DEVICES_PER_SLICE as MAX_DEVICES_PER_SLICE
+from .defaults import DEFAULT_MANAGED_BY as DEFAULT_MANAGED_BY
 from .fingerprint import fingerprint
 from .issues import Issue
 from .models import RESOURCE_API_VERSION, CounterSet, DeviceTemplate
@@ -22,15 +27,11 @@ from .resolve import Resolution
 from .validation import PoolSpec
 from .versions import DEFAULT_TARGET, Limits
 
-MAX_DEVICES_PER_SLICE = 128
-MAX_STRING_ATTRIBUTE = 64
-
 LABEL_PREFIX = "dra-kwok.test.karpenter.sh"
 LABEL_MANAGED_BY = f"{LABEL_PREFIX}/managed-by"
 LABEL_NODE = f"{LABEL_PREFIX}/node"
 LABEL_DRIVER = f"{LABEL_PREFIX}/driver"
 ANNOTATION_SOURCE = f"{LABEL_PREFIX}/source"
-DEFAULT_MANAGED_BY = "dra-kwok-driver"
 
 PLACEHOLDERS = ("{nodeName}", "{nodeHash}", "{index}", "{deviceName}")
 
@@ -200,7 +201,7 @@ def _substitute(body: Body, node: str, index: int, errors: list[Issue], driver: 
 
 def pool_name(node: str) -> str:
     """The seed's pool name, `{node}-device-pool`; a pool is (driver, name), so drivers may share it."""
-    return names.bounded(f"{node}-device-pool", names.DNS1123_SUBDOMAIN_MAX)
+    return names.bounded(f"{node}-device-pool", POOL_NAME_MAX)
 
 
 def slice_name(node: str, driver: str, index: int, simple: bool) -> str:
@@ -211,9 +212,9 @@ def slice_name(node: str, driver: str, index: int, simple: bool) -> str:
     different pairs only collide if their hashes do.
     """
     if simple:
-        return names.bounded(f"{node}-devices", names.DNS1123_SUBDOMAIN_MAX)
+        return names.bounded(f"{node}-devices", DNS1123_SUBDOMAIN_MAX)
     pair = names.short_hash(f"{node}/{driver}")
-    return names.bounded(f"{node}-{driver}-{pair}-{index}", names.DNS1123_SUBDOMAIN_MAX)
+    return names.bounded(f"{node}-{driver}-{pair}-{index}", DNS1123_SUBDOMAIN_MAX)
 
 
 def _chunks(devices: list[Body], counter_sets: tuple[Body, ...], per_slice: int, together: bool = False) -> list[Body]:

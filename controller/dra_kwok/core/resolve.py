@@ -7,12 +7,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .config import FallbackConfig
+from .defaults import DEFAULT_KWOK_LABELS, KWOK_NODE_ANNOTATION
 from .overlay import OverlayRule
 from .selectors import requirements_match, selector_matches
 from .validation import PoolSpec
-
-KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
-DEFAULT_KWOK_LABELS: tuple[tuple[str, str], ...] = (("type", "kwok"), ("kwok.x-k8s.io/provider", "kwok"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,8 +18,9 @@ from typing import Annotated, Any, Union, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 
 from . import names
+from .api_limits import MAX_DEVICES_PER_POOL
 from .issues import Issue, Path, Severity, format_path
-from .models import MAX_DEVICES_PER_POOL, CounterSet, DeviceTemplate
+from .models import CounterSet, DeviceTemplate
 from .quantity import parse_quantity, quantity_surprise
 from .versions import (
     BINDING,

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from .api_limits import MAX_DEVICES_PER_SLICE
 from .models import RESOURCE_API_VERSION
 
 SUPPORTED_MINORS = (34, 35, 36, 37)
@@ -161,7 +162,7 @@ SLICE_FEATURES = tuple(f for f in FEATURES if f.in_slices)
 class Limits:
     """The apiserver's bounds on one ResourceSlice (pkg/apis/resource/types.go and validation)."""
 
-    max_devices: int = 128
+    max_devices: int = MAX_DEVICES_PER_SLICE
     max_devices_advanced: int = 64  # when a device has taints or consumes counters (1.36+: or list attributes)
     max_taints: int = 16
     taint_effects: tuple[str, ...] = ("NoSchedule", "NoExecute", "None")

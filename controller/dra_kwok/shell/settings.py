@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..core.config import DEFAULT_CONFIGMAP_KEY, DEFAULT_CONFIGMAP_NAME
-from ..core.render import DEFAULT_MANAGED_BY
+from ..core.defaults import (
+    DEFAULT_CONFIGMAP_KEY,
+    DEFAULT_CONFIGMAP_NAME,
+    DEFAULT_FIELD_MANAGER,
+    DEFAULT_MANAGED_BY,
+    DEFAULT_NAMESPACE,
+)
 from ..core.resolve import KwokNodeRule
-
-DEFAULT_NAMESPACE = "karpenter"
-DEFAULT_FIELD_MANAGER = "dra-kwok-driver"
 
 
 @dataclass(frozen=True)
