@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from .config import EMPTY_CONFIG, FallbackConfig
+from .defaults import DEFAULT_MANAGED_BY
 from .fingerprint import fingerprint
 from .overlay import OverlayRule
 from .plan import NodePlan, ObservedSlice, plan_node
@@ -54,7 +55,7 @@ class Sources:
     overlays: Sequence[OverlayRule]  # in Karpenter's order (`order_overlays`)
     config: FallbackConfig = EMPTY_CONFIG  # the last valid ConfigMap configuration
     protected: frozenset[str] = frozenset()  # sources whose configuration never validated: hands off
-    managed_by: str = "dra-kwok-driver"
+    managed_by: str = DEFAULT_MANAGED_BY
     limits: Limits = DEFAULT_TARGET.limits
 
 
