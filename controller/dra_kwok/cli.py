@@ -2,7 +2,8 @@
 print the `crd`.
 
 Every `run` flag also reads an environment variable (`DRA_KWOK_<FLAG>`), which is how the Helm
-chart configures it.
+chart configures it. Parsing and checking the files of `validate` and `render` is the core's
+(`core.documents`); here are the flags, reading files and stdin, and the words printed.
 
 Exit codes: 0 success (warnings allowed); 1 the input has errors (validate, render), or the
 cluster refused (cleanup); 2 a usage error or a file that cannot be read.
@@ -24,15 +25,7 @@ from typing import Any, TextIO
 import yaml
 
 from . import __version__
-from .core.config import (
-    FallbackConfig,
-    YamlDocument,
-    config_text_from_configmap,
-    embedded_first_line,
-    load_config_data,
-    parse_yaml,
-    parse_yaml_documents,
-)
+from .core.config import FallbackConfig
 from .core.defaults import (
     DEFAULT_CONFIGMAP_KEY,
     DEFAULT_CONFIGMAP_NAME,
@@ -41,14 +34,19 @@ from .core.defaults import (
     DEFAULT_NAMESPACE,
     KWOK_NODE_ANNOTATION,
 )
+from .core.documents import (
+    NOT_A_NODE,
+    NodeRender,
+    check_document,
+    check_stream,
+    config_from_text,
+    nodes_from_text,
+    overlays_from_text,
+    render_nodes,
+)
 from .core.issues import Issue, errors
-from .core.models import OVERLAY_GROUP, OVERLAY_KIND, OVERLAY_VERSION
-from .core.overlay import OverlayRule, load_overlay
-from .core.plan import plan_node
-from .core.render import NodeRef, RenderError, render
-from .core.resolve import KwokNodeRule, order_overlays, resolve
-from .core.selectors import first_failing_requirement, first_failing_selector_term
-from .core.validation import extended_resource_issues
+from .core.overlay import OverlayRule
+from .core.resolve import KwokNodeRule
 from .core.versions import (
     DEFAULT_TARGET,
     NEWEST,
@@ -73,7 +71,7 @@ def _env_list(name: str) -> list[str] | None:
     return [x.strip() for x in value.split(",") if x.strip()] if value else None
 
 
-# --- documents ---------------------------------------------------------------------------------
+# --- files -------------------------------------------------------------------------------------
 # Files read: '-' is stdin; a directory stands for its .yaml, .yml and .json files, recursively.
 YAML_SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -108,88 +106,9 @@ def _read(path: str) -> str:
         raise UsageError(f"{path}: {exc.strerror or exc}") from None
 
 
-def _documents(path: str) -> list[YamlDocument]:
-    """The YAML documents of a file, with parse errors and duplicate keys (file lines) as Issues;
-    an input without any document is an error, not "nothing wrong"."""
-    docs = parse_yaml_documents(_read(path), "stdin" if path == "-" else path)
-    if not docs:
-        what = "stdin is empty" if path == "-" else "the file holds no YAML document"
-        fix = "check the command that feeds the pipe" if path == "-" else "add the manifest, or leave the file out"
-        return [YamlDocument(0, None, None, (Issue((), what, fix=fix),))]
-    return docs
-
-
-def _child(node: yaml.Node | None, *keys: str | int) -> yaml.Node | None:
-    """The node at `keys` under `node` (mapping keys, sequence indices), for line numbers."""
-    for key in keys:
-        if isinstance(node, yaml.MappingNode) and isinstance(key, str):
-            node = next((v for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == key), None)
-        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
-            node = node.value[key]
-        else:
-            return None
-    return node
-
-
-def _kind_of(doc: Any) -> str:
-    if isinstance(doc, Mapping):
-        kind = doc.get("kind")
-        if kind in ("ConfigMap", OVERLAY_KIND, "List", "NodeOverlay", "Node", "DeviceClass"):
-            return str(kind)
-        if kind:
-            return "other"
-        if "mappings" in doc or "driver" in doc:
-            return "config"
-        if isinstance(doc.get("config"), Mapping):
-            return "values"  # the Helm chart's values: `config` holds config.yaml
-    return "unknown"
-
-
-OVERLAY_API_VERSION = f"{OVERLAY_GROUP}/{OVERLAY_VERSION}"
-
-
-def _not_a_dranodeoverlay(doc: Mapping[str, Any]) -> list[Issue]:
-    """Karpenter's NodeOverlay, or a DRANodeOverlay of another group: say what to write instead."""
-    if doc.get("kind") == "NodeOverlay":
-        return [
-            Issue(
-                ("kind",),
-                f"is Karpenter's NodeOverlay ({doc.get('apiVersion')}), which dra-kwok does not read: it has "
-                "no ResourceSlice templates",
-                "NodeOverlay",
-                f"write a DRANodeOverlay (apiVersion: {OVERLAY_API_VERSION}, kind: {OVERLAY_KIND}) with the same "
-                "requirements and weight, and the devices in spec.resourceSlices (docs/overlays.md)",
-            )
-        ]
-    if doc.get("apiVersion") != OVERLAY_API_VERSION:
-        return [
-            Issue(
-                ("apiVersion",),
-                f"a {OVERLAY_KIND} is {OVERLAY_API_VERSION}",
-                doc.get("apiVersion"),
-                f"set apiVersion: {OVERLAY_API_VERSION}",
-            )
-        ]
-    return []
-
-
-def _load_config_doc(
-    doc: Any, key: str, node: yaml.Node | None, path: str, target: Target
-) -> tuple[FallbackConfig | None, list[Issue]]:
-    """A ConfigMap's or a bare config.yaml's configuration; lines inside a ConfigMap's embedded
-    config.yaml are counted in the file when it is a block scalar (`config.yaml: |`)."""
-    if _kind_of(doc) == "ConfigMap":
-        text, issues = config_text_from_configmap(doc, key)
-        if text is None:
-            return None, issues
-        first_line = embedded_first_line(node, "data", key)
-        what = path if first_line else f"data[{key!r}] (lines counted in that text)"
-        data, issues = parse_yaml(text, what, first_line or 1)
-        if issues:
-            return None, [i.under(("data", key)) for i in issues]
-        cfg, issues = load_config_data(data, target)
-        return cfg, [i.under(("data", key)) for i in issues]
-    return load_config_data(doc, target)
+def _where(path: str, documents: int, index: int) -> str:
+    """A document's place in its file: the path alone when the file holds just that one."""
+    return path if documents == 1 and index == 0 else f"{path} (document {index + 1})"
 
 
 def _print_issues(out: TextIO, where: str, issues: Sequence[Issue]) -> None:
@@ -201,39 +120,10 @@ def _print_issues(out: TextIO, where: str, issues: Sequence[Issue]) -> None:
 def _validate_doc(
     doc: Any, key: str, target: Target = DEFAULT_TARGET, node: yaml.Node | None = None, path: str = "-"
 ) -> tuple[str, list[Issue]]:
-    """(a label for the document, its findings for `target`); `node` and `path` give file lines
-    to an embedded config.yaml."""
-    kind = _kind_of(doc)
-    name = (doc.get("metadata") or {}).get("name", "?") if isinstance(doc, Mapping) else "?"
-    if kind in (OVERLAY_KIND, "NodeOverlay"):
-        wrong = _not_a_dranodeoverlay(doc)
-        return f" {kind}/{name}", wrong or load_overlay(doc, target)[1]
-    if kind == "ConfigMap":
-        return f" ConfigMap/{name}", _load_config_doc(doc, key, node, path, target)[1]
-    if kind == "config":
-        return "", _load_config_doc(doc, key, node, path, target)[1]
-    if kind == "DeviceClass":
-        spec = doc.get("spec")
-        named = isinstance(spec, Mapping) and bool(spec.get("extendedResourceName"))
-        return f" DeviceClass/{name}", extended_resource_issues(
-            ("spec", "extendedResourceName"), target
-        ) if named else []
-    if kind == "values":
-        issues = [i.under(("config",)) for i in load_config_data(doc["config"], target)[1]]
-        classes = doc.get("deviceClasses")
-        for i, dc in enumerate(classes if isinstance(classes, list) else []):
-            if isinstance(dc, Mapping) and dc.get("extendedResourceName"):
-                issues += extended_resource_issues(("deviceClasses", i, "extendedResourceName"), target)
-        return " (Helm values)", issues
-    got = doc.get("kind") if isinstance(doc, Mapping) else type(doc).__name__
-    return "", [
-        Issue(
-            (),
-            "not a ConfigMap, a DRANodeOverlay, a config.yaml or chart values document",
-            got,
-            "check the file; a bare config.yaml needs 'driver' or 'mappings'",
-        )
-    ]
+    """(a label for the document, its findings for `target`): `documents.check_document`, which
+    tests/unit/test_docs.py runs on every example of the docs."""
+    check = check_document(doc, key, target, node, path)
+    return check.label, list(check.issues)
 
 
 def _target(args: argparse.Namespace) -> Target | None:
@@ -252,29 +142,20 @@ def cmd_validate(args: argparse.Namespace) -> int:
         return 2
     total_errors = 0
     for path in _expand(args.files):
-        docs = _documents(path)
-        for doc in docs:
-            where = path if len(docs) == 1 and doc.index == 0 else f"{path} (document {doc.index + 1})"
-            if doc.issues:
-                _print_issues(sys.stdout, where, doc.issues)
-                total_errors += len(errors(doc.issues))
+        stream = check_stream(_read(path), path, args.key, target)
+        for item in stream.items:
+            where = _where(path, stream.documents, item.document)
+            if item.item is not None:
+                where += f" items[{item.item}]"
+            if item.skipped is not None:
+                if not args.quiet:
+                    print(f"{where}: skipped {item.skipped} (not a dra-kwok document)")
                 continue
-            is_list = _kind_of(doc.data) == "List"
-            items = doc.data.get("items") or [] if is_list else [doc.data]
-            for j, item in enumerate(items):
-                item_where = f"{where} items[{j}]" if is_list else where
-                node = _child(doc.node, "items", j) if is_list else doc.node
-                if _kind_of(item) in ("other", "Node"):
-                    if not args.quiet:
-                        print(f"{item_where}: skipped {item.get('kind')} (not a dra-kwok document)")
-                    continue
-                label, issues = _validate_doc(item, args.key, target, node, path)
-                item_where += label
-                _print_issues(sys.stdout, item_where, issues)
-                n = len(errors(issues))
-                total_errors += n
-                if not n and not args.quiet:
-                    print(f"{item_where}: ok" + (f" ({len(issues)} warning(s))" if issues else ""))
+            where += item.label
+            _print_issues(sys.stdout, where, item.issues)
+            total_errors += len(errors(item.issues))
+            if item.ok and not args.quiet:
+                print(f"{where}: ok" + (f" ({len(item.issues)} warning(s))" if item.issues else ""))
     if total_errors:
         print(f"{total_errors} error(s)", file=sys.stderr)
         return 1
@@ -283,110 +164,70 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 # --- render ------------------------------------------------------------------------------------
 def _load_render_config(path: str, key: str, target: Target) -> FallbackConfig | None:
-    docs = _documents(path)
-    doc = docs[0]
-    config, issues = (None, list(doc.issues)) if doc.issues else _load_config_doc(doc.data, key, doc.node, path, target)
-    _print_issues(sys.stderr, path, issues)
-    if len(docs) > 1 and config is not None:
+    source = config_from_text(_read(path), path, key, target)
+    _print_issues(sys.stderr, path, source.issues)
+    if source.ignored and source.config is not None:
         print(f"{path}: warning: only the first document is read as the configuration", file=sys.stderr)
-    return config
+    return source.config
 
 
 def _load_render_overlays(paths: Sequence[str], target: Target) -> list[OverlayRule] | None:
     overlays: list[OverlayRule] = []
     failed = False
     for path in _expand(paths):
-        docs = _documents(path)
-        for doc in docs:
-            where = path if len(docs) == 1 and doc.index == 0 else f"{path} (document {doc.index + 1})"
-            kind = _kind_of(doc.data)
-            if not doc.issues and kind not in (OVERLAY_KIND, "NodeOverlay"):
-                print(
-                    f"{where}: skipped {doc.data.get('kind') if kind == 'other' else kind} (not a DRANodeOverlay)",
-                    file=sys.stderr,
-                )
+        source = overlays_from_text(_read(path), path, target)
+        for doc in source.items:
+            where = _where(path, source.documents, doc.document)
+            if doc.skipped is not None:
+                print(f"{where}: skipped {doc.skipped} (not a DRANodeOverlay)", file=sys.stderr)
                 continue
-            rule: OverlayRule | None = None
-            issues = list(doc.issues) or _not_a_dranodeoverlay(doc.data)
-            if not issues:
-                rule, issues = load_overlay(doc.data, target)
-            _print_issues(sys.stderr, where, issues)
-            failed |= bool(errors(issues))
-            if rule is not None:
-                overlays.append(rule)
+            _print_issues(sys.stderr, where, doc.issues)
+        failed |= source.failed
+        overlays += source.rules
     return None if failed else overlays
 
 
 def _load_nodes(path: str) -> list[Mapping[str, Any]] | None:
     """The Node manifests of a file: Nodes, or a List of them (`kubectl get nodes -o yaml`)."""
-    nodes: list[Mapping[str, Any]] = []
-    for doc in _documents(path):
-        if doc.issues:
-            _print_issues(sys.stderr, path, doc.issues)
-            return None
-        items = doc.data.get("items") or [] if _kind_of(doc.data) == "List" else [doc.data]
-        for item in items:
-            meta = item.get("metadata") if isinstance(item, Mapping) else None
-            if not isinstance(meta, Mapping) or not meta.get("name") or item.get("kind", "Node") != "Node":
-                print(f"{path}: a Node manifest (or a List of them) with metadata.name is needed", file=sys.stderr)
-                return None
-            nodes.append(item)
-    return nodes
+    source = nodes_from_text(_read(path), path)
+    if source.issues:
+        _print_issues(sys.stderr, path, source.issues)
+        return None
+    if source.not_a_node:
+        print(f"{path}: {NOT_A_NODE}", file=sys.stderr)
+        return None
+    return list(source.nodes)
 
 
-def _why_no_match(labels: Mapping[str, str], overlays: Sequence[OverlayRule], config: FallbackConfig) -> list[str]:
-    """For each overlay and mapping, the first requirement or selector term the node fails."""
-    out = []
-    for overlay in overlays:
-        reason = first_failing_requirement(overlay.requirements, labels)
-        out.append(f"  overlay {overlay.name}: {reason}")
-    for mapping in config.mappings:
-        reason = first_failing_selector_term(mapping.selector, labels)
-        out.append(f"  mapping {mapping.name}: {reason}")
-    if not overlays and not config.mappings:
-        out.append("  (no overlays and no mappings were given: --overlay, --config)")
-    return out
+def _kwok_rule_text(rule: KwokNodeRule) -> str:
+    """`annotation a, label k=v or k=v`: what marks a KWOK node."""
+    return f"annotation {', '.join(rule.annotations)}, label {' or '.join(f'{k}={v}' for k, v in rule.labels)}"
 
 
-def _render_node(
-    node: Mapping[str, Any], overlays: list[OverlayRule], config: FallbackConfig, target: Target
-) -> tuple[list[dict[str, Any]], bool]:
-    """Prints one summary line for the node (and why nothing matches); (its manifests, ok)."""
-    meta = node["metadata"]
-    name = meta["name"]
-    labels = {str(k): str(v) for k, v in (meta.get("labels") or {}).items()}
-    if not KwokNodeRule().matches(labels, meta.get("annotations") or {}):
+def _print_node(node: NodeRender) -> None:
+    """One summary line for the node on stderr (and why nothing matches, or the render's errors)."""
+    name = node.name
+    if not node.kwok:
         print(
-            f"node {name}: not a KWOK node (no annotation {KWOK_NODE_ANNOTATION}, label "
-            f"{' or '.join(f'{k}={v}' for k, v in DEFAULT_KWOK_LABELS)}): the driver publishes nothing for it",
+            f"node {name}: not a KWOK node (no {_kwok_rule_text(KwokNodeRule())}): the driver publishes nothing for it",
             file=sys.stderr,
         )
-        return [], True
-    ordered = order_overlays(overlays)
-    resolution = resolve(labels, ordered, config)
-    if not resolution.pools:
+    elif not node.matched:
         print(f"node {name}: no overlay or mapping matches: no slices", file=sys.stderr)
-        for line in _why_no_match(labels, ordered, config):
-            print(line, file=sys.stderr)
-        return [], True
-    ref = NodeRef(name, meta.get("uid") or "00000000-0000-0000-0000-000000000000")
-    try:
-        slices = render(ref, resolution, target.limits)
-    except RenderError as exc:
-        _print_issues(sys.stderr, f"node {name}", exc.issues)
-        return [], False
-    pools = []
-    for pool in slices.pools:
-        n = sum(len(s.content.get("devices", [])) for s in pool.slices)
-        pools.append(f"{pool.driver}: {len(pool.slices)} slice(s), {n} device(s), from {pool.source}")
-    print(f"node {name}: {'; '.join(pools)}", file=sys.stderr)
-    for c in resolution.conflicts:
-        print(
-            f"  conflict: overlay {c.overlay} lost driver {c.driver} to {c.winner} at weight {c.weight}",
-            file=sys.stderr,
-        )
-    plan = plan_node(name, slices, [], DEFAULT_MANAGED_BY)
-    return [a.manifest for p in plan.pools for a in p.applies], True
+        for why in node.no_match:
+            print(f"  {why.source} {why.name}: {why.reason}", file=sys.stderr)
+        if not node.no_match:
+            print("  (no overlays and no mappings were given: --overlay, --config)", file=sys.stderr)
+    elif node.issues:
+        _print_issues(sys.stderr, f"node {name}", node.issues)
+    else:
+        pools = [f"{p.driver}: {p.slices} slice(s), {p.devices} device(s), from {p.source}" for p in node.pools]
+        print(f"node {name}: {'; '.join(pools)}", file=sys.stderr)
+        for c in node.conflicts:
+            print(
+                f"  conflict: overlay {c.overlay} lost driver {c.driver} to {c.winner} at weight {c.weight}",
+                file=sys.stderr,
+            )
 
 
 def cmd_render(args: argparse.Namespace) -> int:
@@ -404,10 +245,10 @@ def cmd_render(args: argparse.Namespace) -> int:
         return 1
     manifests: list[dict[str, Any]] = []
     ok = True
-    for node in nodes:
-        out, fine = _render_node(node, overlays, config, target)
-        manifests += out
-        ok &= fine
+    for node in render_nodes(nodes, overlays, config, target):
+        _print_node(node)
+        manifests += node.manifests
+        ok &= node.ok
     if manifests:
         yaml.safe_dump_all(manifests, sys.stdout, sort_keys=False)
     return 0 if ok else 1
