@@ -57,6 +57,7 @@ from .core.models import (
     OVERLAY_VERSION,
     RESOURCE_API_VERSION,
 )
+from .core.profiles import PROFILES
 from .core.versions import LOOSEST
 
 Schema = dict[str, Any]
@@ -427,16 +428,42 @@ def _slice_template_spec() -> Schema:
         "allNodes": {"type": "boolean", "description": owned_description},
         "perDeviceNodeSelection": {"type": "boolean", "description": owned_description},
     }
+    device = _device()["properties"]
     return {
         "type": "object",
         "description": "The ResourceSlice spec without nodeName and pool, which the driver fills in.",
-        "required": ["driver"],
+        # driver is required unless a profile sets it: the first rule below
         "properties": {
             "driver": _string(
-                "The DRA driver name: a lowercase DNS subdomain of at most 63 characters (no '/').",
+                "The DRA driver name: a lowercase DNS subdomain of at most 63 characters (no '/'). "
+                "Optional with a profile, which sets it.",
                 max_length=DRIVER_NAME_MAX,
                 pattern=DNS_SUBDOMAIN_RE,
             ),
+            "profile": {
+                "type": "object",
+                "description": "A real driver's devices (dra-kwok profiles; docs/profiles.md), added to "
+                "this template's own.",
+                "required": ["name"],
+                "properties": {
+                    "name": {
+                        "type": "string",
+                        "description": "The profile (dra-kwok profiles lists them).",
+                        "maxLength": DNS1123_LABEL_MAX,
+                        **({"enum": sorted(PROFILES)} if PROFILES else {}),
+                    },
+                    "parameters": {
+                        "type": "object",
+                        "description": "The profile's parameters (checked by the controller).",
+                        "x-kubernetes-preserve-unknown-fields": True,
+                    },
+                    "overrides": {
+                        "type": "object",
+                        "description": "Merged into every device the profile builds.",
+                        "properties": {k: device[k] for k in ("attributes", "capacity", "taints")},
+                    },
+                },
+            },
             "devices": {
                 "type": "array",
                 "description": "The devices of each matching node's pool for this driver.",
@@ -471,6 +498,12 @@ def _slice_template_spec() -> Schema:
             **owned,
         },
         "x-kubernetes-validations": [
+            _rule(
+                "has(self.driver) || has(self.profile)",
+                "driver is required (or a profile, which sets it)",
+                ".driver",
+                "FieldValueRequired",
+            ),
             *(
                 _rule(
                     f"!has(self.{field})",
@@ -481,7 +514,8 @@ def _slice_template_spec() -> Schema:
                 for field in DRIVER_OWNED_TEMPLATE_FIELDS
             ),
             _rule(
-                "!has(self.devices) || self.devices.all(d, !has(d.driver) || d.driver == self.driver)",
+                "!has(self.devices) || !has(self.driver) || "
+                "self.devices.all(d, !has(d.driver) || d.driver == self.driver)",
                 "a device's driver must equal spec.driver (or be left out)",
                 ".devices",
             ),

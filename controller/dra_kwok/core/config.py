@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from .issues import Issue, Path, Severity, errors
 from .models import DriverConfig, LabelSelector
 from .models import Mapping as MappingModel
+from .profiles.expand import expand_mapping
 from .validation import (
     PoolSpec,
     Source,
@@ -387,6 +388,9 @@ def _check_mapping(raw: Any, default_driver: str | None, index: int, target: Tar
 
 
 def _validate_mapping(raw: Any, default_driver: str | None, path: Path, target: Target) -> _CheckedMapping:
+    raw, profile_issues = expand_mapping(raw, path)
+    if profile_issues:
+        return _CheckedMapping(None, tuple(profile_issues))
     issues = unknown_field_issues(MappingModel, raw, path)
     rs = raw.get("resourceSlice") if isinstance(raw, MappingABC) else None
     if isinstance(rs, MappingABC) and isinstance(rs.get("driver"), str):

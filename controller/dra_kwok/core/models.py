@@ -388,11 +388,31 @@ def _fully_qualified_name(key: str) -> str:
     return _qualified_name(key)
 
 
+class ProfileOverrides(Model):
+    """Merged into every device a profile builds."""
+
+    attributes: dict[QualifiedName, Attribute] = Field(default_factory=dict)
+    capacity: dict[QualifiedName, Capacity] = Field(default_factory=dict)
+    taints: list[Taint] = Field(default_factory=list)
+
+
+class ProfileRef(Model):
+    """A device profile of a real driver (`core/profiles`): its devices join the template's.
+    Expanded before the template is validated (`profiles.expand`), so a validated template never
+    has one; declared here so the CRD's schema is the models'."""
+
+    name: StrictStr
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    overrides: ProfileOverrides | None = None
+
+
 class PoolTemplate(Model):
     """Devices and shared counters for one driver: the body of a ResourceSlice template. The
     1.37 alpha slice fields `partitionTypeAttribute` (DRAPartitionableDevicesType) and
-    `skipNodeOperations` (DRAOptionalNodeOperations) apply to the driver's whole pool."""
+    `skipNodeOperations` (DRAOptionalNodeOperations) apply to the driver's whole pool. A
+    `profile` adds a real driver's devices (and sets the driver)."""
 
+    profile: ProfileRef | None = None
     devices: list[DeviceTemplate] = Field(default_factory=list)
     shared_counters: list[CounterSet] = Field(default_factory=list)
     partition_type_attribute: Annotated[StrictStr, AfterValidator(_fully_qualified_name)] | None = None

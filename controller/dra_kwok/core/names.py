@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import uuid
 
 from .api_limits import ATTRIBUTE_VALUE_MAX, C_IDENTIFIER_MAX, DEVICE_DOMAIN_MAX, LABEL_NAME_MAX
 
@@ -170,6 +171,15 @@ def semver_problem(value: str) -> str | None:
 
 def short_hash(text: str, length: int = 8) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+# The namespace of per-node device UUIDs ({deviceUUID}): fixed, so a node's UUIDs never change.
+DEVICE_UUID_NAMESPACE = uuid.UUID("6f0a7c52-3d6e-4a35-9a53-9d7f3b1c2e10")
+
+
+def device_uuid(node: str, device: str) -> str:
+    """A UUID unique to (node, device) and the same on every render: what {deviceUUID} becomes."""
+    return str(uuid.uuid5(DEVICE_UUID_NAMESPACE, f"{node}/{device}"))
 
 
 def bounded(name: str, limit: int) -> str:

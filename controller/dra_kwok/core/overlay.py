@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from .issues import Issue, Path, Severity, errors, format_path
 from .models import CounterSet, DeviceTemplate, OverlaySpec, Requirement
+from .profiles.expand import expand_overlay_spec
 from .quantity import parse_quantity
 from .validation import (
     PoolSpec,
@@ -48,6 +49,9 @@ def load_overlay(obj: Mapping[str, Any], target: Target = DEFAULT_TARGET) -> tup
         return None, [Issue(("metadata", "name"), "is required")]
     if not isinstance(raw_spec, Mapping):
         return None, [Issue(("spec",), "is required and must be a mapping")]
+    raw_spec, profile_issues = expand_overlay_spec(raw_spec)
+    if profile_issues:
+        return None, profile_issues
     # Checked on the raw spec so they are reported even when the structure is wrong.
     raw_findings = unknown_field_issues(OverlaySpec, raw_spec, ("spec",)) + _raw_driver_issues(raw_spec)
     try:

@@ -33,7 +33,7 @@ LABEL_NODE = f"{LABEL_PREFIX}/node"
 LABEL_DRIVER = f"{LABEL_PREFIX}/driver"
 ANNOTATION_SOURCE = f"{LABEL_PREFIX}/source"
 
-PLACEHOLDERS = ("{nodeName}", "{nodeHash}", "{index}", "{deviceName}")
+PLACEHOLDERS = ("{nodeName}", "{nodeHash}", "{index}", "{deviceName}", "{deviceUUID}")
 
 Body = dict[str, Any]
 
@@ -183,6 +183,7 @@ def _substitute(body: Body, node: str, index: int, errors: list[Issue], driver: 
                 .replace("{nodeHash}", names.short_hash(node))
                 .replace("{index}", str(index))
                 .replace("{deviceName}", body["name"])
+                .replace("{deviceUUID}", names.device_uuid(node, body["name"]))
             )
             problem = names.string_attribute_problem(value)
             if problem:

@@ -1,0 +1,7 @@
+"""The built-in profiles, in the order docs/profiles.md lists them."""
+
+from __future__ import annotations
+
+from .base import Profile
+
+ALL: tuple[Profile, ...] = ()
