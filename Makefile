@@ -103,6 +103,17 @@ crds: venv ## Regenerate the DRANodeOverlay CRD in crds/ (and the chart's copy) 
 	mkdir -p $(CHART)/crds
 	cp $(CRD_FILE) $(CHART)/crds/
 
+PROFILES_FILE := $(CHART)/files/profile-device-classes.yaml
+VALUES_SCHEMA := $(CHART)/values.schema.json
+
+.PHONY: profiles
+profiles: venv ## Regenerate the chart's profile DeviceClasses (files/) and the schema's profile names from core/profiles.
+	mkdir -p $(CHART)/files
+	$(PY) -c 'from dra_kwok.core.profiles.catalog import chart_device_classes_yaml; print(chart_device_classes_yaml(), end="")' > $(PROFILES_FILE).tmp
+	mv $(PROFILES_FILE).tmp $(PROFILES_FILE)
+	$(PY) -c 'import sys; from dra_kwok.core.profiles.catalog import values_schema_with_profiles; print(values_schema_with_profiles(sys.stdin.read()), end="")' < $(VALUES_SCHEMA) > $(VALUES_SCHEMA).tmp
+	mv $(VALUES_SCHEMA).tmp $(VALUES_SCHEMA)
+
 .PHONY: chart-lint
 chart-lint: venv ## helm lint --strict the chart (default and example values); validate the values and the rendered ConfigMap.
 	@set -o pipefail; \

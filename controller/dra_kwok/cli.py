@@ -410,6 +410,25 @@ def cmd_versions(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_profiles(args: argparse.Namespace) -> int:
+    from .core.profiles import catalog
+
+    try:
+        if args.device_classes:
+            if not args.names:
+                raise UsageError("--device-classes needs profile names; known profiles: " + catalog.known_profiles())
+            sys.stdout.write(catalog.device_classes_yaml(args.names))
+        elif len(args.names) > 1:
+            raise UsageError("give one profile name (or --device-classes NAME...)")
+        elif args.names:
+            sys.stdout.write(catalog.profile_details(args.names[0]))
+        else:
+            sys.stdout.write(catalog.profiles_table())
+    except catalog.UnknownProfile as exc:
+        raise UsageError(str(exc)) from None
+    return 0
+
+
 # --- parser ------------------------------------------------------------------------------------
 EXIT_CODES = (
     "exit codes: 0 success (warnings allowed); 1 the input has errors (validate, render) or the cluster "
@@ -643,6 +662,25 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXIT_CODES,
     )
     versions_p.set_defaults(func=cmd_versions)
+
+    profiles_p = sub.add_parser(
+        "profiles",
+        help="list the device profiles of real DRA drivers, show one, print their DeviceClasses",
+        description="Without arguments, list the device profiles (templates write `profile: {name: ..., "
+        "parameters: ...}` to get a real driver's devices): name, driver, summary. With a NAME, show that "
+        "profile's parameters (type, default, constraints), its source and an example template. With "
+        "--device-classes NAME..., print the DeviceClasses the real drivers' charts install for those "
+        "profiles, for `dra-kwok profiles --device-classes NAME | kubectl apply -f -` (the chart installs "
+        "them with `deviceClasses: [{profile: NAME}]`).",
+        epilog=EXIT_CODES,
+    )
+    profiles_p.add_argument("names", nargs="*", metavar="NAME", help="a profile (several with --device-classes)")
+    profiles_p.add_argument(
+        "--device-classes",
+        action="store_true",
+        help="print the DeviceClass manifests of the NAMEd profiles as a YAML stream",
+    )
+    profiles_p.set_defaults(func=cmd_profiles)
     return parser
 
 

@@ -174,12 +174,21 @@ def check_document(
         named = isinstance(spec, Mapping) and bool(spec.get("extendedResourceName"))
         issues = extended_resource_issues(("spec", "extendedResourceName"), target) if named else []
         return DocumentCheck(f" DeviceClass/{doc_name}", tuple(issues))
-    if kind == KIND_VALUES:
-        issues = [i.under(("config",)) for i in load_config_data(doc["config"], target)[1]]
+    # Values that set only deviceClasses (`-f` on top of the chart's defaults) are values too.
+    only_classes = kind == KIND_UNKNOWN and isinstance(doc, Mapping) and isinstance(doc.get("deviceClasses"), list)
+    if kind == KIND_VALUES or only_classes:
+        from .profiles.catalog import values_profile_issues
+
+        config = doc.get("config")
+        issues = [i.under(("config",)) for i in load_config_data(config, target)[1]] if config is not None else []
         classes = doc.get("deviceClasses")
         for i, dc in enumerate(classes if isinstance(classes, list) else []):
-            if isinstance(dc, Mapping) and dc.get("extendedResourceName"):
+            if not isinstance(dc, Mapping):
+                continue
+            if dc.get("extendedResourceName"):
                 issues += extended_resource_issues(("deviceClasses", i, "extendedResourceName"), target)
+            if dc.get("profile"):  # as the chart reads it: an empty profile is none
+                issues += values_profile_issues(dc, ("deviceClasses", i), target)
         return DocumentCheck(" (Helm values)", tuple(issues))
     got = doc.get("kind") if isinstance(doc, Mapping) else type(doc).__name__
     return DocumentCheck(
