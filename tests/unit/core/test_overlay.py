@@ -165,7 +165,7 @@ class TestDocumentShape:
             (
                 "spec.resourceSlices[0].spec.pol",
                 "unknown field",
-                "known fields here: devices, sharedCounters, partitionTypeAttribute, skipNodeOperations, driver",
+                "did you mean 'profile'?",
             ),
             ("spec.weigth", "unknown field", "did you mean 'weight'?"),
         ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from . import cpu, example
 from .base import Profile
 
-ALL: tuple[Profile, ...] = ()
+ALL: tuple[Profile, ...] = (*cpu.PROFILES, *example.PROFILES)
