@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import cpu, example
+from . import cpu, example, nvidia
 from .base import Profile
 
-ALL: tuple[Profile, ...] = (*cpu.PROFILES, *example.PROFILES)
+ALL: tuple[Profile, ...] = (*nvidia.PROFILES, *cpu.PROFILES, *example.PROFILES)
