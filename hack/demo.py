@@ -179,7 +179,7 @@ def table() -> str:
 
 
 def _compress(names: list[str]) -> str:
-    """`nvidia-h100-0 … nvidia-h100-7` instead of eight names."""
+    """`gpu-0 … gpu-7` instead of eight names."""
     if len(names) <= 3:
         return ", ".join(names)
     return f"{names[0]} … {names[-1]}"

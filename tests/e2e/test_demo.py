@@ -26,11 +26,11 @@ def test_demo_runs_workloads_on_overlay_and_configmap_nodes(tmp_path: Path) -> N
         assert up.returncode == 0, up.stdout + up.stderr
         rows = {line.split()[0]: line for line in up.stdout.splitlines() if line.startswith("demo-")}
         overlay_row, mapping_row = rows["demo-m-8x-1"], rows["demo-c-4x-1"]
-        assert "overlay/h100-m-8x" in overlay_row and "8: nvidia-h100-0 … nvidia-h100-7" in overlay_row
+        assert "overlay/h100-m-8x" in overlay_row and "8: gpu-0 … gpu-7" in overlay_row  # the nvidia-gpu profile
         assert "mapping/gpu-t4-mapping" in mapping_row and "2: nvidia-t4-0-0, nvidia-t4-0-1" in mapping_row
         assert "(Running)" in mapping_row and "(extended resource)" in mapping_row
         claim_pods = [ln for ln in up.stdout.splitlines() if "claim-workload" in ln]
-        assert len(claim_pods) == 2 and all("(Running)" in ln and "nvidia-h100-" in ln for ln in claim_pods)
+        assert len(claim_pods) == 2 and all("(Running)" in ln and " gpu-" in ln for ln in claim_pods)
     finally:
         down = subprocess.run([*demo, "down"], env=env, capture_output=True, text=True, timeout=120, check=False)
     assert down.returncode == 0, down.stdout + down.stderr

@@ -160,7 +160,7 @@ def test_every_subcommand_and_flag_is_described_with_its_default() -> None:
     parser = build_parser()
     assert parser.description and "exit codes: 0" in (parser.epilog or "")
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    assert set(sub.choices) == {"run", "render", "validate", "cleanup", "crd", "versions"}
+    assert set(sub.choices) == {"run", "render", "validate", "cleanup", "crd", "versions", "profiles"}
     for name, command in sub.choices.items():
         assert command.description, f"{name} has no description"
         assert "exit codes: 0" in (command.epilog or ""), name

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from . import cpu, example, nvidia
+from . import amd, cpu, example, intel, nvidia, tpu
 from .base import Profile
 
-ALL: tuple[Profile, ...] = (*nvidia.PROFILES, *cpu.PROFILES, *example.PROFILES)
+ALL: tuple[Profile, ...] = (
+    *nvidia.PROFILES,
+    *amd.PROFILES,
+    *intel.PROFILES,
+    *tpu.PROFILES,
+    *cpu.PROFILES,
+    *example.PROFILES,
+)
