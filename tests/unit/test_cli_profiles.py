@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Iterator
 from enum import StrEnum
+from pathlib import Path
 from typing import Literal
 
 import pytest
@@ -232,3 +233,34 @@ def test_every_builtin_profile_is_shown_with_a_valid_example(capsys: pytest.Capt
     code, out, err = run_cli(capsys, "profiles", "--device-classes", name)
     assert (code, err) == (0, "")
     assert [d["metadata"]["name"] for d in yaml.safe_load_all(out)] == [c.name for c in PROFILES[name].device_classes]
+
+
+def test_render_shows_a_profile_with_its_overrides_beside_hand_written_devices(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path
+    (root / "node.yaml").write_text(
+        "apiVersion: v1\nkind: Node\nmetadata:\n  name: kwok-p5-1\n  annotations: {kwok.x-k8s.io/node: fake}\n"
+        "  labels: {node.kubernetes.io/instance-type: p5}\n"
+    )
+    (root / "overlay.yaml").write_text(
+        "apiVersion: test.karpenter.sh/v1alpha1\nkind: DRANodeOverlay\nmetadata: {name: p5}\nspec:\n"
+        "  requirements: [{key: node.kubernetes.io/instance-type, operator: In, values: [p5]}]\n"
+        "  resourceSlices:\n  - spec:\n"
+        "      profile: {name: nvidia-gpu, parameters: {product: h100, count: 2},"
+        " overrides: {attributes: {zone: {string: a}}}}\n"
+        "      devices: [{name: extra}]\n"
+    )
+    code = main(["render", "--overlay", str(root / "overlay.yaml"), "--node", str(root / "node.yaml")])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "gpu.nvidia.com: 1 slice(s), 3 device(s), from overlay/p5" in err
+    (slice_,) = list(yaml.safe_load_all(out))
+    devices = slice_["spec"]["devices"]
+    assert [d["name"] for d in devices] == ["extra", "gpu-0", "gpu-1"]
+    assert slice_["spec"]["driver"] == "gpu.nvidia.com"
+    for gpu in devices[1:]:
+        assert gpu["attributes"]["productName"] == {"string": "NVIDIA H100 80GB HBM3"}
+        assert gpu["attributes"]["zone"] == {"string": "a"}
+        assert gpu["attributes"]["uuid"]["string"].startswith("GPU-")
+    assert devices[1]["attributes"]["uuid"] != devices[2]["attributes"]["uuid"]
