@@ -4,13 +4,11 @@ profile's DeviceClasses are installed as the real driver's chart installs them, 
 the way each driver's docs write them are allocated by kube-scheduler from our pool, or refused
 where the real driver's devices would be used up.
 
-The controller runs with these profiles registered even before builtin.ALL lists them (a no-op
-once it does), so the test does not depend on the generated CRD's list of profile names.
+The controller is `dra-kwok run` as in every integration test (the profiles are built in).
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,39 +25,12 @@ pytestmark = pytest.mark.cluster
 TIMEOUT = 60.0  # seconds for each scheduling step; a few seconds on an idle machine
 PAUSE = "registry.k8s.io/pause:3.10"
 
-# `dra-kwok run` with this file's profiles registered (they are not in builtin.ALL yet).
-BOOTSTRAP = (
-    "import sys\n"
-    "from dra_kwok.core.profiles import PROFILES, register\n"
-    "from dra_kwok.core.profiles import amd, intel, tpu\n"
-    "register(*(p for m in (amd, intel, tpu) for p in m.PROFILES if p.name not in PROFILES))\n"
-    "from dra_kwok.cli import main\n"
-    "sys.exit(main(sys.argv[1:]))\n"
-)
-
 
 @pytest.fixture
 def controller(scenario: Scenario) -> Iterator[ControllerProcess]:
-    ctl = ControllerProcess(
-        kubeconfig=scenario.cluster.kubeconfig,
-        namespace=scenario.namespace,
-        managed_by=scenario.managed_by,
-        log_path=scenario.workdir / "controller.log",
-        argv=[
-            sys.executable, "-c", BOOTSTRAP, "run",
-            "--kubeconfig", str(scenario.cluster.kubeconfig),
-            "--namespace", scenario.namespace,
-            "--managed-by", scenario.managed_by,
-            "--metrics-port", "auto",
-            "--health-port", "auto",
-            "--bind-address", "127.0.0.1",
-        ],
-    )  # fmt: skip
-    ctl.start()
-    try:
+    """`dra-kwok run`, as every integration test starts it: the profiles are built in."""
+    with scenario.controller() as ctl:
         yield ctl
-    finally:
-        ctl.stop()
 
 
 class Profiles:

@@ -8,9 +8,8 @@ Claims follow kubernetes-sigs/dra-driver-cpu docs/user/device-attributes.md, doc
 and hack/examples/, and kubernetes-sigs/dra-example-driver demo/examples/ (cel-selector,
 partitionable-devices, net-consumable-capacity, native-resource-request).
 
-The controller runs with these profiles registered on top of the built-in ones (`BOOT`), so the
-test does not depend on builtin.ALL listing them; mappings are used rather than overlays so that
-it does not depend on the CRD's enum of profile names either.
+The controller is `dra-kwok run` as in every integration test (the profiles are built in); the
+nodes get their profiles from ConfigMap mappings.
 """
 
 from __future__ import annotations
@@ -35,21 +34,9 @@ pytestmark = pytest.mark.cluster
 TIMEOUT = 60.0  # seconds per scheduling step; a few seconds on an idle machine
 PAUSE = "registry.k8s.io/pause:3.10"
 
-# `python -c BOOT run ...`: the CLI with this file's profiles registered if builtin.ALL lacks them.
-BOOT = """
-import sys
-from dra_kwok.core.profiles import PROFILES, register
-from dra_kwok.core.profiles import cpu, example
-register(*(p for p in cpu.PROFILES + example.PROFILES if p.name not in PROFILES))
-from dra_kwok.cli import main
-sys.exit(main(sys.argv[1:]))
-"""
-
 
 class ProfileController(ControllerProcess):
-    def command(self) -> list[str]:
-        python, _m, _module, *args = super().command()  # [python, -m, dra_kwok.cli, run, ...]
-        return [python, "-c", BOOT, *args]
+    """`dra-kwok run`, as every integration test starts it: the profiles are built in."""
 
 
 class Bench:

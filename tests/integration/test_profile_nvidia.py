@@ -8,7 +8,6 @@ shared counters (the whole-GPU profile blocks every other, seven 1g.5gb use it u
 from __future__ import annotations
 
 import signal
-import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,14 +21,6 @@ from tests.support.wait import wait_until
 
 pytestmark = [pytest.mark.cluster]
 
-# The controller as `dra-kwok run`, with the NVIDIA profiles registered if builtin.ALL does not
-# list them yet (then this registers nothing).
-RUN = (
-    "import sys; from dra_kwok.core.profiles import PROFILES, register, nvidia; "
-    "register(*(p for p in nvidia.PROFILES if p.name not in PROFILES)); "
-    "from dra_kwok.cli import main; sys.exit(main(sys.argv[1:]))"
-)
-
 
 @pytest.fixture
 def controller(scenario: Scenario) -> Iterator[ControllerProcess]:
@@ -39,10 +30,7 @@ def controller(scenario: Scenario) -> Iterator[ControllerProcess]:
         managed_by=scenario.managed_by,
         log_path=scenario.workdir / "controller-nvidia.log",
     )
-    argv = ctl.command()
-    assert argv[:3] == [sys.executable, "-m", "dra_kwok.cli"], argv
-    ctl.argv = [sys.executable, "-c", RUN, *argv[3:]]
-    ctl.start()
+    ctl.start()  # `dra-kwok run`, as every integration test starts it: the profiles are built in
     try:
         yield ctl
     finally:

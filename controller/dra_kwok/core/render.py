@@ -183,8 +183,9 @@ def _substitute(body: Body, node: str, index: int, errors: list[Issue], driver: 
                 .replace("{nodeHash}", names.short_hash(node))
                 .replace("{index}", str(index))
                 .replace("{deviceName}", body["name"])
-                .replace("{deviceUUID}", names.device_uuid(node, body["name"]))
             )
+            if "{deviceUUID}" in value:  # a UUID costs a SHA-1: only where asked for
+                value = value.replace("{deviceUUID}", names.device_uuid(node, body["name"]))
             problem = names.string_attribute_problem(value)
             if problem:
                 errors.append(
