@@ -45,6 +45,10 @@ class NodeRecord:
     kwok: bool
     seen_at: float  # monotonic time of the first event, for the publish-latency metric
     latency_pending: bool = True
+    ref: NodeRef = field(init=False)  # what rendering needs: made once, not per decision
+
+    def __post_init__(self) -> None:
+        self.ref = NodeRef(self.name, self.uid)
 
 
 @dataclass(slots=True)
@@ -351,11 +355,12 @@ class World:
     def view(self, name: str) -> NodeView:
         """What is known of node `name`, for `decide()`."""
         node = self.nodes.get(name)
+        held = self.slices.get(name)
         return NodeView(
             name,
-            NodeRef(node.name, node.uid) if node is not None else None,
+            node.ref if node is not None else None,
             node.labels if node is not None else {},
-            tuple(self.slices.get(name, {}).values()),
+            held.values() if held is not None else (),  # read at once by decide(): no copy
             self.written,
             self.rejected.get(name),
             self.publish_problems.get(name),
