@@ -9,7 +9,6 @@ The controller is `dra-kwok run` as in every integration test (the profiles are 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -24,13 +23,6 @@ pytestmark = pytest.mark.cluster
 
 TIMEOUT = 60.0  # seconds for each scheduling step; a few seconds on an idle machine
 PAUSE = "registry.k8s.io/pause:3.10"
-
-
-@pytest.fixture
-def controller(scenario: Scenario) -> Iterator[ControllerProcess]:
-    """`dra-kwok run`, as every integration test starts it: the profiles are built in."""
-    with scenario.controller() as ctl:
-        yield ctl
 
 
 class Profiles:

@@ -15,7 +15,6 @@ nodes get their profiles from ConfigMap mappings.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -35,15 +34,11 @@ TIMEOUT = 60.0  # seconds per scheduling step; a few seconds on an idle machine
 PAUSE = "registry.k8s.io/pause:3.10"
 
 
-class ProfileController(ControllerProcess):
-    """`dra-kwok run`, as every integration test starts it: the profiles are built in."""
-
-
 class Bench:
     """One test's node published with one profile, that profile's DeviceClasses, and helpers for
     claims and pods on the node."""
 
-    def __init__(self, scenario: Scenario, controller: ProfileController) -> None:
+    def __init__(self, scenario: Scenario, controller: ControllerProcess) -> None:
         self.scenario = scenario
         self.cluster = scenario.cluster
         self.ns = scenario.namespace
@@ -187,18 +182,9 @@ class Bench:
 
 
 @pytest.fixture
-def bench(scenario: Scenario) -> Iterator[Bench]:
-    ctl = ProfileController(
-        kubeconfig=scenario.cluster.kubeconfig,
-        namespace=scenario.namespace,
-        managed_by=scenario.managed_by,
-        log_path=scenario.workdir / "controller.log",
-    )
-    ctl.start()
-    try:
-        yield Bench(scenario, ctl)
-    finally:
-        ctl.stop()
+def bench(scenario: Scenario, controller: ControllerProcess) -> Bench:
+    """The conftest's controller: `dra-kwok run`, as every integration test starts it."""
+    return Bench(scenario, controller)
 
 
 def capacity_request(device_class: str, requests: dict[str, str], name: str = "req", **more: Any) -> dict[str, Any]:

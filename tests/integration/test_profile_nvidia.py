@@ -7,8 +7,6 @@ shared counters (the whole-GPU profile blocks every other, seven 1g.5gb use it u
 
 from __future__ import annotations
 
-import signal
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,23 +18,6 @@ from tests.support.controller import ControllerProcess
 from tests.support.wait import wait_until
 
 pytestmark = [pytest.mark.cluster]
-
-
-@pytest.fixture
-def controller(scenario: Scenario) -> Iterator[ControllerProcess]:
-    ctl = ControllerProcess(
-        kubeconfig=scenario.cluster.kubeconfig,
-        namespace=scenario.namespace,
-        managed_by=scenario.managed_by,
-        log_path=scenario.workdir / "controller-nvidia.log",
-    )
-    ctl.start()  # `dra-kwok run`, as every integration test starts it: the profiles are built in
-    try:
-        yield ctl
-    finally:
-        code = ctl.stop()
-        if code not in (0, None, -signal.SIGTERM, -signal.SIGKILL):
-            print(f"controller exited with {code}; log:\n{ctl.log()}")
 
 
 class Nvidia(World):

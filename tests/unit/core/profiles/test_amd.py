@@ -4,53 +4,22 @@ driver's attribute names, types and capacities, and its chart's DeviceClass."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from dra_kwok.core.config import load_config_data
 from dra_kwok.core.issues import Issue, format_path
-from dra_kwok.core.profiles import PROFILES, register
 from dra_kwok.core.profiles.amd import AMD_GPU
-from dra_kwok.core.profiles.amd import PROFILES as AMD_PROFILES
 from dra_kwok.core.quantity import parse_quantity
-from dra_kwok.core.render import NodeRef, render
-from dra_kwok.core.resolve import Resolution
-
-
-@pytest.fixture(autouse=True, scope="module")
-def registered() -> Iterator[None]:
-    """This module's profiles while its tests run, unless builtin.ALL lists them already (other
-    tests compare the committed CRD and chart files with the registered profiles)."""
-    added = [p for p in AMD_PROFILES if p.name not in PROFILES]
-    register(*added)
-    yield
-    for p in added:
-        del PROFILES[p.name]
+from tests.unit.core.profiles import support
 
 
 def load(params: dict[str, Any]) -> tuple[Any, list[Issue]]:
-    return load_config_data(
-        {
-            "driver": AMD_GPU.driver,
-            "mappings": [
-                {
-                    "name": "m",
-                    "nodeSelector": {"matchLabels": {"a": "b"}},
-                    "resourceSlice": {"profile": {"name": AMD_GPU.name, "parameters": params}},
-                }
-            ],
-        }
-    )
+    return support.load(AMD_GPU, params)
 
 
 def devices(params: dict[str, Any], node: str = "node-a") -> list[dict[str, Any]]:
-    cfg, issues = load(params)
-    assert cfg is not None, [str(i) for i in issues]
-    assert cfg.mappings[0].pool.driver == "gpu.amd.com"
-    slices = render(NodeRef(node, f"uid-{node}"), Resolution(pools=(cfg.mappings[0].pool,))).all_slices()
-    return [d for s in slices for d in s.content.get("devices") or []]
+    return support.published(AMD_GPU, params, node).devices
 
 
 @pytest.mark.parametrize("params", [{}, AMD_GPU.example], ids=["defaults", "example"])

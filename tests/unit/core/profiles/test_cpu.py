@@ -9,41 +9,19 @@ from typing import Any
 
 import pytest
 
-from dra_kwok.core.config import load_config_data
-from dra_kwok.core.issues import format_path
-from dra_kwok.core.profiles import PROFILES, register
 from dra_kwok.core.profiles.cpu import DRA_CPU, parse_cpuset
-from dra_kwok.core.profiles.cpu import PROFILES as CPU_PROFILES
-from dra_kwok.core.render import NodeRef, render
-from dra_kwok.core.resolve import Resolution
-
-for _p in CPU_PROFILES:  # until builtin.ALL lists them
-    if _p.name not in PROFILES:
-        register(_p)
+from tests.unit.core.profiles import support
 
 NUMA = "resource.kubernetes.io/numaNode"
 
 
 def config(parameters: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "driver": DRA_CPU.driver,
-        "mappings": [
-            {
-                "name": "m",
-                "nodeSelector": {"matchLabels": {"a": "b"}},
-                "resourceSlice": {"profile": {"name": DRA_CPU.name, "parameters": parameters}},
-            }
-        ],
-    }
+    return support.mapping_config(DRA_CPU, parameters)
 
 
 def devices(parameters: dict[str, Any], node: str = "node-a") -> list[dict[str, Any]]:
     """The devices `node` gets from a mapping using the profile (validated and rendered)."""
-    cfg, issues = load_config_data(config(parameters))
-    assert cfg is not None and not [i for i in issues if i.is_error], [str(i) for i in issues]
-    slices = render(NodeRef(node, "uid-1"), Resolution(pools=(cfg.mappings[0].pool,)))
-    assert {s.driver for s in slices.all_slices()} == {"dra.cpu"}
-    return [d for s in slices.all_slices() for d in s.content.get("devices") or []]
+    return support.published(DRA_CPU, parameters, node).devices
 
 
 def attr(device: dict[str, Any], name: str) -> Any:
@@ -52,8 +30,7 @@ def attr(device: dict[str, Any], name: str) -> Any:
 
 
 def issues_for(parameters: dict[str, Any]) -> list[str]:
-    _, issues = load_config_data(config(parameters))
-    return [f"{format_path(i.path)}: {i.message}" for i in issues if i.is_error]
+    return support.error_lines(DRA_CPU, parameters)
 
 
 # --- grouped mode (the driver's default) ---------------------------------------------------------

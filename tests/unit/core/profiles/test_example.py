@@ -9,52 +9,29 @@ from typing import Any
 
 import pytest
 
-from dra_kwok.core.config import load_config_data
-from dra_kwok.core.issues import format_path
 from dra_kwok.core.names import device_uuid, short_hash
-from dra_kwok.core.profiles import PROFILES, register
 from dra_kwok.core.profiles.base import Profile
 from dra_kwok.core.profiles.example import EXAMPLE_CPU, EXAMPLE_GPU, EXAMPLE_NET
 from dra_kwok.core.profiles.example import PROFILES as EXAMPLE_PROFILES
 from dra_kwok.core.quantity import parse_quantity
-from dra_kwok.core.render import NodeRef, render
-from dra_kwok.core.resolve import Resolution
-
-for _p in EXAMPLE_PROFILES:  # until builtin.ALL lists them
-    if _p.name not in PROFILES:
-        register(_p)
+from tests.unit.core.profiles import support
 
 BASE = {"model": {"string": "LATEST-GPU-MODEL"}, "driverVersion": {"version": "1.0.0"}}
 
 
 def config(profile: Profile, parameters: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "driver": profile.driver,
-        "mappings": [
-            {
-                "name": "m",
-                "nodeSelector": {"matchLabels": {"a": "b"}},
-                "resourceSlice": {"profile": {"name": profile.name, "parameters": parameters}},
-            }
-        ],
-    }
+    return support.mapping_config(profile, parameters)
 
 
 def published(profile: Profile, parameters: dict[str, Any], node: str = "node-a") -> dict[str, list[Any]]:
     """What `node` gets from a mapping using the profile (validated and rendered): its devices and
     shared counters over all slices."""
-    cfg, issues = load_config_data(config(profile, parameters))
-    assert cfg is not None and not [i for i in issues if i.is_error], [str(i) for i in issues]
-    slices = render(NodeRef(node, "uid-1"), Resolution(pools=(cfg.mappings[0].pool,)))
-    assert {s.driver for s in slices.all_slices()} == {profile.driver}
-    return {
-        "devices": [d for s in slices.all_slices() for d in s.content.get("devices") or []],
-        "counters": [c for s in slices.all_slices() for c in s.content.get("sharedCounters") or []],
-    }
+    found = support.published(profile, parameters, node)
+    return {"devices": found.devices, "counters": found.counters}
 
 
 def devices(profile: Profile, parameters: dict[str, Any], node: str = "node-a") -> list[dict[str, Any]]:
-    return published(profile, parameters, node)["devices"]
+    return support.published(profile, parameters, node).devices
 
 
 def uuids(devs: list[dict[str, Any]]) -> list[str]:
@@ -62,8 +39,7 @@ def uuids(devs: list[dict[str, Any]]) -> list[str]:
 
 
 def issues_for(profile: Profile, parameters: dict[str, Any]) -> list[str]:
-    _, issues = load_config_data(config(profile, parameters))
-    return [f"{format_path(i.path)}: {i.message}" for i in issues if i.is_error]
+    return support.error_lines(profile, parameters)
 
 
 @pytest.mark.parametrize("profile", EXAMPLE_PROFILES, ids=lambda p: p.name)

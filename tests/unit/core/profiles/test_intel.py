@@ -4,52 +4,22 @@ and id, the attribute names and types of node_state.go, and the charts' DeviceCl
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from dra_kwok.core.config import load_config_data
 from dra_kwok.core.issues import Issue, format_path
-from dra_kwok.core.profiles import PROFILES, Profile, register
+from dra_kwok.core.profiles import Profile
 from dra_kwok.core.profiles.intel import INTEL_GAUDI, INTEL_GPU
-from dra_kwok.core.profiles.intel import PROFILES as INTEL_PROFILES
-from dra_kwok.core.render import NodeRef, render
-from dra_kwok.core.resolve import Resolution
-
-
-@pytest.fixture(autouse=True, scope="module")
-def registered() -> Iterator[None]:
-    """This module's profiles while its tests run, unless builtin.ALL lists them already (other
-    tests compare the committed CRD and chart files with the registered profiles)."""
-    added = [p for p in INTEL_PROFILES if p.name not in PROFILES]
-    register(*added)
-    yield
-    for p in added:
-        del PROFILES[p.name]
+from tests.unit.core.profiles import support
 
 
 def load(profile: Profile, params: dict[str, Any]) -> tuple[Any, list[Issue]]:
-    return load_config_data(
-        {
-            "driver": profile.driver,
-            "mappings": [
-                {
-                    "name": "m",
-                    "nodeSelector": {"matchLabels": {"a": "b"}},
-                    "resourceSlice": {"profile": {"name": profile.name, "parameters": params}},
-                }
-            ],
-        }
-    )
+    return support.load(profile, params)
 
 
 def devices(profile: Profile, params: dict[str, Any], node: str = "node-a") -> list[dict[str, Any]]:
-    cfg, issues = load(profile, params)
-    assert cfg is not None, [str(i) for i in issues]
-    assert cfg.mappings[0].pool.driver == profile.driver
-    slices = render(NodeRef(node, f"uid-{node}"), Resolution(pools=(cfg.mappings[0].pool,))).all_slices()
-    return [d for s in slices for d in s.content.get("devices") or []]
+    return support.published(profile, params, node).devices
 
 
 @pytest.mark.parametrize(

@@ -6,17 +6,14 @@ deviceinfo.go, and DynamicMIG's MIG devices of an A100-40GB with one counter set
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from dra_kwok.core import versions
-from dra_kwok.core.config import load_config_data
 from dra_kwok.core.issues import format_path
-from dra_kwok.core.profiles import PROFILES, nvidia, register
-from dra_kwok.core.render import NodeRef, render
-from dra_kwok.core.resolve import Resolution
+from dra_kwok.core.profiles import nvidia
+from tests.unit.core.profiles import support
 
 UUID = re.compile(r"^GPU-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 A100_MIG_DEVICES = [  # one GPU, sorted by name as driver.go publishes them
@@ -36,39 +33,14 @@ A100_MIG_DEVICES = [  # one GPU, sorted by name as driver.go publishes them
 ]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def registered() -> Iterator[None]:
-    """Registered here until builtin.ALL lists them."""
-    added = [p for p in nvidia.PROFILES if p.name not in PROFILES]
-    register(*added)
-    yield
-    for p in added:
-        del PROFILES[p.name]
-
-
-def config(name: str, parameters: dict[str, Any], target: versions.Target | None = None) -> Any:
-    data = {
-        "driver": "unused.example.com",
-        "mappings": [
-            {
-                "name": "m",
-                "nodeSelector": {"matchLabels": {"a": "b"}},
-                "resourceSlice": {"profile": {"name": name, "parameters": parameters}},
-            }
-        ],
-    }
-    return load_config_data(data, target) if target else load_config_data(data)
+def config(name: str, parameters: dict[str, Any], target: versions.Target = versions.DEFAULT_TARGET) -> Any:
+    return support.load(name, parameters, target)
 
 
 def rendered(name: str, parameters: dict[str, Any], node: str = "node-a") -> tuple[list[Any], list[Any]]:
     """The devices and counter sets published on `node`, across its slices."""
-    cfg, issues = config(name, parameters)
-    assert cfg is not None, [str(i) for i in issues]
-    slices = render(NodeRef(node, "uid"), Resolution(pools=(cfg.mappings[0].pool,))).all_slices()
-    assert {s.driver for s in slices} == {nvidia.DRIVER}
-    devices = [d for s in slices for d in s.content.get("devices") or []]
-    counters = [c for s in slices for c in s.content.get("sharedCounters") or []]
-    return devices, counters
+    found = support.published(name, parameters, node)
+    return found.devices, found.counters
 
 
 def by_name(devices: list[Any]) -> dict[str, Any]:

@@ -4,52 +4,21 @@ the driver's attributes, and the chart's DeviceClass."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from dra_kwok.core.config import load_config_data
 from dra_kwok.core.issues import Issue, format_path
-from dra_kwok.core.profiles import PROFILES, register
 from dra_kwok.core.profiles.tpu import GOOGLE_TPU
-from dra_kwok.core.profiles.tpu import PROFILES as TPU_PROFILES
-from dra_kwok.core.render import NodeRef, render
-from dra_kwok.core.resolve import Resolution
-
-
-@pytest.fixture(autouse=True, scope="module")
-def registered() -> Iterator[None]:
-    """This module's profiles while its tests run, unless builtin.ALL lists them already (other
-    tests compare the committed CRD and chart files with the registered profiles)."""
-    added = [p for p in TPU_PROFILES if p.name not in PROFILES]
-    register(*added)
-    yield
-    for p in added:
-        del PROFILES[p.name]
+from tests.unit.core.profiles import support
 
 
 def load(params: dict[str, Any]) -> tuple[Any, list[Issue]]:
-    return load_config_data(
-        {
-            "driver": GOOGLE_TPU.driver,
-            "mappings": [
-                {
-                    "name": "m",
-                    "nodeSelector": {"matchLabels": {"a": "b"}},
-                    "resourceSlice": {"profile": {"name": GOOGLE_TPU.name, "parameters": params}},
-                }
-            ],
-        }
-    )
+    return support.load(GOOGLE_TPU, params)
 
 
 def devices(params: dict[str, Any], node: str = "node-a") -> list[dict[str, Any]]:
-    cfg, issues = load(params)
-    assert cfg is not None, [str(i) for i in issues]
-    assert cfg.mappings[0].pool.driver == "tpu.google.com"
-    slices = render(NodeRef(node, f"uid-{node}"), Resolution(pools=(cfg.mappings[0].pool,))).all_slices()
-    return [d for s in slices for d in s.content.get("devices") or []]
+    return support.published(GOOGLE_TPU, params, node).devices
 
 
 @pytest.mark.parametrize("params", [{}, GOOGLE_TPU.example], ids=["defaults", "example"])
