@@ -58,6 +58,14 @@ from .core.models import (
     RESOURCE_API_VERSION,
 )
 from .core.profiles import PROFILES
+from .core.simulation import (
+    FAULT_EFFECTS,
+    MAX_CLAIM_CONDITIONS,
+    MAX_FAULT_RULES,
+    MAX_HARDWARE_ADDRESS,
+    MAX_INTERFACE_NAME,
+    MAX_NETWORK_IPS,
+)
 from .core.versions import LOOSEST
 
 Schema = dict[str, Any]
@@ -547,6 +555,96 @@ def _slice_template() -> Schema:
     }
 
 
+def _duration(description: str) -> Schema:
+    return {
+        "description": description + " A duration such as 30s, 5m or 1m30s (seconds as a number also work).",
+        "x-kubernetes-int-or-string": True,
+        "anyOf": [{"type": "integer"}, {"type": "string"}],
+        "maxLength": 32,
+    }
+
+
+def _fraction(description: str) -> Schema:
+    return {"type": "number", "description": description, "minimum": 0, "maximum": 1}
+
+
+def _names_list(description: str) -> Schema:
+    return {"type": "array", "description": description, "maxItems": 128, "items": _dns_label("A device name.")}
+
+
+def _simulation() -> Schema:
+    """`simulation`: the driver's behaviour after publishing (core/simulation.py); each part off when unset."""
+    free_object: Schema = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+    return {
+        "type": "object",
+        "description": "What the fake driver does after publishing: publish delay, claim status, binding, faults.",
+        "properties": {
+            "publishDelay": _duration("Publish a node's slices this long after the node appears; MIN-MAX for a range."),
+            "claimStatus": {
+                "type": "object",
+                "description": "Written into ResourceClaim.status.devices for each of our allocated devices.",
+                "properties": {
+                    "conditions": {
+                        "type": "array",
+                        "maxItems": MAX_CLAIM_CONDITIONS,
+                        "description": "Conditions of each device (default: Ready=True, reason DeviceReady).",
+                        "items": {
+                            "type": "object",
+                            "required": ["type"],
+                            "properties": {
+                                "type": _string("The condition type.", max_length=316),
+                                "status": {"type": "string", "enum": ["True", "False", "Unknown"]},
+                                "reason": _string("A CamelCase reason.", max_length=1024),
+                                "message": _string("A message.", max_length=32768),
+                            },
+                        },
+                    },
+                    "data": {**free_object, "description": "Free-form data per device; placeholders as in attributes."},
+                    "networkData": {
+                        "type": "object",
+                        "description": "Network data per device; placeholders as in attributes.",
+                        "properties": {
+                            "interfaceName": _string("The interface name.", max_length=MAX_INTERFACE_NAME),
+                            "ips": {
+                                "type": "array",
+                                "maxItems": MAX_NETWORK_IPS,
+                                "description": "Addresses in CIDR form (10.9.8.7/24).",
+                                "items": _string("An address in CIDR form.", max_length=64),
+                            },
+                            "hardwareAddress": _string("The hardware address.", max_length=MAX_HARDWARE_ADDRESS),
+                        },
+                    },
+                },
+            },
+            "binding": {
+                "type": "object",
+                "description": "Sets the devices' bindingConditions after a delay, or a bindingFailureCondition.",
+                "properties": {
+                    "delay": _duration("Time from allocation to the conditions being set; MIN-MAX for a range."),
+                    "failureFraction": _fraction("Fraction of attempts that fail."),
+                    "failDevices": _names_list("Devices whose binding always fails."),
+                },
+            },
+            "faults": {
+                "type": "array",
+                "maxItems": MAX_FAULT_RULES,
+                "description": "Devices that fail and recover over time.",
+                "items": {
+                    "type": "object",
+                    "required": ["effect", "every", "duration"],
+                    "properties": {
+                        "effect": {"type": "string", "enum": list(FAULT_EFFECTS)},
+                        "every": _duration("The period: a device fails at most once in each."),
+                        "duration": _duration("How long a fault lasts."),
+                        "probability": _fraction("Chance that a device fails in a period (default 1)."),
+                        "devices": _names_list("Devices that may fail (default: all)."),
+                    },
+                },
+            },
+        },
+    }
+
+
 def _overlay_spec() -> Schema:
     restricted = ", ".join(f"'{name}'" for name in RESTRICTED_CAPACITY)
     return {
@@ -598,6 +696,7 @@ def _overlay_spec() -> Schema:
                 "x-kubernetes-list-type": "atomic",
                 "items": _slice_template(),
             },
+            "simulation": _simulation(),
         },
     }
 

@@ -33,6 +33,7 @@ from dra_kwok.core.models import (
     Taint,
 )
 from dra_kwok.core.quantity import quantity_problem
+from dra_kwok.core.simulation import Binding, ClaimCondition, ClaimStatus, FaultRule, NetworkData, Simulation
 from dra_kwok.core.validation import unknown_field_issues
 from dra_kwok.core.versions import LIMITS, LOOSEST
 
@@ -148,6 +149,7 @@ def test_schema_properties_are_the_model_fields() -> None:
 def test_the_field_comparison_covers_every_overlay_model() -> None:
     expected = {OverlaySpec, SliceTemplate, SliceTemplateSpec, DeviceTemplate, CounterSet, CounterConsumption}
     expected |= {Taint, Requirement, Attribute, Capacity, Counter, ProfileRef, ProfileOverrides}
+    expected |= {Simulation, ClaimStatus, ClaimCondition, NetworkData, Binding, FaultRule}
     assert _models_reached(OverlaySpec) == expected
 
 

@@ -15,6 +15,7 @@ from .issues import Issue, Path, Severity, errors
 from .models import DriverConfig, LabelSelector
 from .models import Mapping as MappingModel
 from .profiles.expand import expand_mapping
+from .simulation_rules import simulation_issues
 from .validation import (
     PoolSpec,
     Source,
@@ -418,8 +419,6 @@ def _validate_mapping(raw: Any, default_driver: str | None, path: Path, target: 
         driver, devices, ((spath + ("sharedCounters", j), c) for j, c in enumerate(rs.shared_counters)), target
     )
     issues += slice_field_issues(spath, rs.partition_type_attribute, rs.skip_node_operations, devices, target)
-    if errors(issues):
-        return _CheckedMapping(None, tuple(issues))
     pool = PoolSpec(
         driver,
         tuple(rs.devices),
@@ -427,7 +426,11 @@ def _validate_mapping(raw: Any, default_driver: str | None, path: Path, target: 
         Source("mapping", m.name),
         rs.partition_type_attribute,
         tuple(rs.skip_node_operations),
+        m.simulation,
     )
+    issues += simulation_issues(path + ("simulation",), m.simulation, [pool], target)
+    if errors(issues):
+        return _CheckedMapping(None, tuple(issues))
     return _CheckedMapping(MappingRule(m.name, m.node_selector, pool), tuple(issues))
 
 

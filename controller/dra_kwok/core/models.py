@@ -16,19 +16,14 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
-    SerializerFunctionWrapHandler,
     StrictBool,
     StrictInt,
     StrictStr,
     field_validator,
-    model_serializer,
     model_validator,
 )
-from pydantic.alias_generators import to_camel
 
 from . import names
 from .api_limits import DNS1123_LABEL_MAX, MAX_COMPATIBILITY_GROUPS, MAX_MAPPING_NAME
@@ -41,44 +36,15 @@ from .api_limits import MAX_REQUIREMENTS as MAX_REQUIREMENTS
 from .api_limits import MAX_WEIGHT as MAX_WEIGHT
 from .api_limits import MIN_WEIGHT as MIN_WEIGHT
 from .issues import shown
+from .model_base import Model as Model
 from .quantity import quantity_problem
+from .simulation import Simulation
 
 RESOURCE_API_VERSION = "resource.k8s.io/v1"
 OVERLAY_GROUP = "test.karpenter.sh"
 OVERLAY_VERSION = "v1alpha1"
 OVERLAY_KIND = "DRANodeOverlay"
 OVERLAY_PLURAL = "dranodeoverlays"
-
-
-class Model(BaseModel):
-    """Immutable, camelCase on the wire. Unknown keys are kept out of the API and reported as
-    errors by `validation.unknown_field_issues`, which walks the raw document; keys that must not
-    be set, with the reason, are in FORBIDDEN_KEYS (reported there too, so that they never stop
-    the rest of the object from being checked)."""
-
-    FORBIDDEN_KEYS: ClassVar[dict[str, str]] = {}
-
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="allow",
-        frozen=True,
-        validate_default=False,
-    )
-
-    @model_serializer(mode="wrap")
-    def _without_unknown_keys(self, handler: SerializerFunctionWrapHandler) -> Any:
-        # Unknown keys are kept only to be reported; they must never reach the API.
-        data = handler(self)
-        if isinstance(data, dict):
-            for key in self.model_extra or {}:
-                data.pop(key, None)
-        return data
-
-    def to_api(self) -> dict[str, Any]:
-        """The object as the Kubernetes API spells it (camelCase, unset fields and unknown keys left out)."""
-        data: dict[str, Any] = self.model_dump(by_alias=True, exclude_none=True, exclude_defaults=True)
-        return data
 
 
 def _quantity(value: Any) -> str:
@@ -440,6 +406,7 @@ class Mapping(Model):
     name: Annotated[StrictStr, Field(min_length=1, max_length=MAX_MAPPING_NAME)]
     node_selector: LabelSelector
     resource_slice: MappingSlice
+    simulation: Simulation | None = None
 
 
 class DriverConfig(Model):
@@ -499,6 +466,7 @@ class OverlaySpec(Model):
     weight: Annotated[StrictInt, Field(ge=MIN_WEIGHT, le=MAX_WEIGHT)] | None = None
     capacity: dict[str, Quantity] = Field(default_factory=dict)
     resource_slices: list[SliceTemplate] = Field(default_factory=list)
+    simulation: Simulation | None = None
 
     @property
     def effective_weight(self) -> int:

@@ -12,6 +12,7 @@ from .issues import Issue, Path, Severity, errors, format_path
 from .models import CounterSet, DeviceTemplate, OverlaySpec, Requirement
 from .profiles.expand import expand_overlay_spec
 from .quantity import parse_quantity
+from .simulation_rules import simulation_issues
 from .validation import (
     PoolSpec,
     Source,
@@ -95,6 +96,7 @@ def load_overlay(obj: Mapping[str, Any], target: Target = DEFAULT_TARGET) -> tup
                 Source("overlay", name),
                 partition_type,
                 skip,
+                spec.simulation,
             )
         )
     if not spec.resource_slices:
@@ -106,6 +108,7 @@ def load_overlay(obj: Mapping[str, Any], target: Target = DEFAULT_TARGET) -> tup
                 severity=Severity.WARNING,
             )
         )
+    issues += simulation_issues(("spec", "simulation"), spec.simulation, pools, target)
     issues += _capacity_warnings(spec, pools)
     for key, value in spec.capacity.items():
         issues += surprise_issues(("spec", "capacity", key), value)

@@ -22,6 +22,7 @@ from .api_limits import MAX_DEVICES_PER_POOL
 from .issues import Issue, Path, Severity, format_path
 from .models import CounterSet, DeviceTemplate
 from .quantity import parse_quantity, quantity_surprise
+from .simulation import Simulation
 from .versions import (
     BINDING,
     COMPATIBILITY_GROUPS,
@@ -59,6 +60,7 @@ class PoolSpec:
     source: Source
     partition_type_attribute: str | None = None  # 1.37 alpha slice fields, for the whole pool
     skip_node_operations: tuple[str, ...] = ()
+    simulation: Simulation | None = None  # the source's behaviour after publishing (`simulation`)
 
     @property
     def device_count(self) -> int:

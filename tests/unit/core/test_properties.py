@@ -51,7 +51,8 @@ def one_pool_per_driver(pools: list[PoolSpec]) -> tuple[PoolSpec, ...]:
 @given(doc=CONFIGS, node=gen.node_names())
 def test_accepted_configs_render_slices_that_satisfy_the_api_rules(doc: dict[str, Any], node: str) -> None:
     cfg, issues = load_config_data(doc)
-    assert issues == [], [str(i) for i in issues]
+    # Devices with bindingConditions and no simulation.binding are warned about (nobody sets them).
+    assert [i for i in issues if "nothing sets them" not in i.message] == [], [str(i) for i in issues]
     assert cfg is not None and len(cfg.mappings) == len(doc["mappings"])
     ref = NodeRef(node, "uid-1")
     for mapping in cfg.mappings:
@@ -67,7 +68,7 @@ def test_accepted_configs_render_slices_that_satisfy_the_api_rules(doc: dict[str
 @given(doc=CONFIGS, node=gen.node_names())
 def test_accepted_configs_survive_a_yaml_round_trip(doc: dict[str, Any], node: str) -> None:
     cfg, issues = load_config_text(yaml.safe_dump(doc, allow_unicode=True))
-    assert issues == [], [str(i) for i in issues]
+    assert [i for i in issues if "nothing sets them" not in i.message] == [], [str(i) for i in issues]
     direct, _ = load_config_data(doc)
     assert cfg == direct
 
@@ -76,7 +77,7 @@ def test_accepted_configs_survive_a_yaml_round_trip(doc: dict[str, Any], node: s
 @given(doc=OVERLAYS, node=gen.node_names())
 def test_accepted_overlays_render_slices_that_satisfy_the_api_rules(doc: dict[str, Any], node: str) -> None:
     rule, issues = load_overlay(doc)
-    assert issues == [], [str(i) for i in issues]
+    assert [i for i in issues if "nothing sets them" not in i.message] == [], [str(i) for i in issues]
     assert rule is not None
     assert rule.drivers == {t["spec"]["driver"] for t in doc["spec"]["resourceSlices"]}
     out = render(NodeRef(node, "uid-1"), Resolution(pools=rule.pools))
@@ -93,7 +94,7 @@ def test_accepted_overlays_render_slices_that_satisfy_the_api_rules(doc: dict[st
 )
 def test_basic_configs_use_no_gated_fields(doc: dict[str, Any], node: str) -> None:
     cfg, issues = load_config_data(doc)
-    assert cfg is not None and issues == []
+    assert cfg is not None and [i for i in issues if "nothing sets them" not in i.message] == []
     gated = {"taints", "consumesCounters", "allowMultipleAllocations", "bindingConditions", "bindsToNode"}
     for mapping in cfg.mappings:
         for s in render(NodeRef(node, "u"), Resolution(pools=(mapping.pool,))).all_slices():
