@@ -330,6 +330,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         unready_after=args.unready_after,
         kubernetes_version=args.kubernetes_version or None,
         feature_gates=args.feature_gates,
+        simulate_claims=args.simulate_claims,
     )
 
 
@@ -395,6 +396,42 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
         print(f"dra-kwok cleanup: {exc}", file=sys.stderr)
         return 1
     print(f"deleted {deleted} ResourceSlice(s) labelled managed-by={args.managed_by}")
+    return 0
+
+
+def cmd_fault(args: argparse.Namespace) -> int:
+    """Read or change the faults annotation of a node (see docs/simulation.md)."""
+    from .core.fault_annotation import parse_entry
+    from .shell.api import ApiError, NotFound
+    from .shell.fault_request import change_faults, current_faults
+
+    additions = []
+    for text in args.faults:
+        fault, problem = parse_entry(text)
+        if problem or fault is None:
+            raise UsageError(problem or text)
+        additions.append(fault)
+    if args.list == bool(additions or args.recover or args.recover_all):
+        if not args.list:
+            raise UsageError("name faults (DEVICE=EFFECT), --recover DEVICE..., --recover-all or --list")
+        raise UsageError("--list reads only: give it without faults or --recover")
+    kubeconfig = args.kubeconfig or None
+    try:
+        if args.list:
+            print(asyncio.run(current_faults(kubeconfig, args.node)) or "(no faults)")
+            return 0
+        value, patch, problems = asyncio.run(
+            change_faults(kubeconfig, args.node, additions, args.recover, args.recover_all, args.dry_run)
+        )
+    except NotFound:
+        print(f"dra-kwok fault: node {args.node!r} not found", file=sys.stderr)
+        return 1
+    except ApiError as exc:
+        print(f"dra-kwok fault: {exc}", file=sys.stderr)
+        return 1
+    for problem in problems:
+        print(f"dra-kwok fault: dropped a bad entry: {problem}", file=sys.stderr)
+    print(json.dumps(patch) if args.dry_run else value or "(no faults)")
     return 0
 
 
@@ -567,6 +604,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=float(_env("RESYNC_SECONDS", "300")),
         help="seconds between safety-net full resyncs, which cost no API request (default: 300)",
     )
+    run.add_argument(
+        "--simulate-claims",
+        action="store_true",
+        default=_env("SIMULATE_CLAIMS", "") in ("1", "true", "True"),
+        help="(env DRA_KWOK_SIMULATE_CLAIMS=true) watch ResourceClaims and write status.devices and binding conditions for devices of sources with "
+        "simulation.claimStatus or simulation.binding (needs RBAC for resourceclaims/status and, from 1.36, "
+        "resourceclaims/driver; the chart's simulation.claims.enabled)",
+    )
     _add_target_arguments(run, learned=True)
     run.set_defaults(func=cmd_run)
 
@@ -644,6 +689,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="text lines, or one JSON object per line (default: text)",
     )
     cleanup.set_defaults(func=cmd_cleanup)
+
+    fault = sub.add_parser(
+        "fault",
+        help="fail devices of a KWOK node on demand (and recover them)",
+        description="Fail devices of a KWOK node: writes the node's annotation "
+        "dra-kwok.test.karpenter.sh/faults, which the controller reads (it writes nothing onto Nodes) to taint "
+        "the device in its slice (NoSchedule: no new claims; NoExecute: kube-controller-manager evicts the pods "
+        "using it) or leave it out (Remove). Entries are DEVICE=EFFECT or DRIVER/DEVICE=EFFECT; each is stamped "
+        "with the time it began (the taint's timeAdded).",
+        epilog="examples:\n  dra-kwok fault kwok-node-1 gpu-0=NoExecute\n  dra-kwok fault kwok-node-1 --recover gpu-0\n"
+        "  dra-kwok fault kwok-node-1 --list\n\n" + EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    fault.add_argument("node", help="the KWOK node")
+    fault.add_argument("faults", nargs="*", metavar="DEVICE=EFFECT", help="NoSchedule, NoExecute or Remove")
+    fault.add_argument("--recover", nargs="+", metavar="DEVICE", default=[], help="remove these devices' faults (default: none)")
+    fault.add_argument("--recover-all", action="store_true", help="remove the annotation")
+    fault.add_argument("--list", action="store_true", help="print the node's faults")
+    fault.add_argument("--dry-run", action="store_true", help="print the patch instead of sending it")
+    fault.add_argument(
+        "--kubeconfig",
+        default=_env("KUBECONFIG", os.environ.get("KUBECONFIG", "")),
+        help="kubeconfig file (default: $DRA_KWOK_KUBECONFIG, $KUBECONFIG, ~/.kube/config, or in-cluster)",
+    )
+    fault.set_defaults(func=cmd_fault)
 
     crd = sub.add_parser(
         "crd",

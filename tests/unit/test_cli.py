@@ -76,10 +76,10 @@ def test_every_run_flag_has_the_environment_variable_its_help_names(monkeypatch:
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     run = sub.choices["run"]
     flags = [o for a in run._actions for o in a.option_strings if o.startswith("--") and o != "--help"]
-    assert len(flags) == 20, flags
+    assert len(flags) == 21, flags
     for flag in flags:
         name = "DRA_KWOK_" + renamed.get(flag, flag[2:].upper().replace("-", "_"))
-        value = {"--kwok-label": "k=v", "--log-format": "json"}.get(flag, "7")
+        value = {"--kwok-label": "k=v", "--log-format": "json", "--simulate-claims": "True"}.get(flag, "7")
         monkeypatch.setenv(name, value)
         s = settings()
         monkeypatch.delenv(name)
@@ -104,6 +104,7 @@ def test_every_run_flag_has_the_environment_variable_its_help_names(monkeypatch:
             "--workers": s.workers,
             "--resync-seconds": s.resync_seconds,
             "--unready-after": s.unready_after,
+            "--simulate-claims": s.simulate_claims,
         }[flag]
         assert str(shown) in (value, str(float(value)) if value.isdigit() else value), (flag, name, shown)
 
@@ -160,7 +161,7 @@ def test_every_subcommand_and_flag_is_described_with_its_default() -> None:
     parser = build_parser()
     assert parser.description and "exit codes: 0" in (parser.epilog or "")
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    assert set(sub.choices) == {"run", "render", "validate", "cleanup", "crd", "versions", "profiles"}
+    assert set(sub.choices) == {"run", "render", "validate", "cleanup", "crd", "versions", "profiles", "fault"}
     for name, command in sub.choices.items():
         assert command.description, f"{name} has no description"
         assert "exit codes: 0" in (command.epilog or ""), name

@@ -122,6 +122,8 @@ def _compile(pool: PoolSpec, limits: Limits) -> _Compiled:
         for index, name in enumerate(tmpl.device_names()):
             body, dynamic = _device_body(tmpl, name)
             devices.append((body, dynamic, index))
+    # Faults may taint any device of the pool: lay its slices out for taints from the start.
+    advanced = advanced or bool(pool.simulation is not None and pool.simulation.taints)
     counter_sets = tuple(_counter_set_body(c) for c in pool.counter_sets)
     per_slice = limits.max_devices_advanced if advanced else limits.max_devices
     if limits.max_consumed_counters_per_slice is not None:

@@ -31,6 +31,7 @@ from kopf._core.engines.peering import Identity  # kopf exports the type only pr
 
 from . import metrics
 from .api import ApiError, KubeApi, NotFound, load_api_client
+from .claims import CLAIMS_PATH, ClaimWriter
 from .endpoints import Endpoints
 from .events import EventPoster
 from .health import ApiHealth
@@ -60,6 +61,7 @@ class Controller:
         self.tasks: list[asyncio.Task[None]] = []
         self.watches: list[Reflector] = []
         self.checking_configmap: asyncio.Task[None] | None = None
+        self.claims: ClaimWriter | None = None  # with --simulate-claims
 
     # --- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -79,6 +81,16 @@ class Controller:
             self.api, self.world, self.on_node, self.on_slice, self.on_overlay, self.on_relisted
         )
         await list_everything(self.api, self.world, self.watches, self.on_configmap_listed)
+        if s.simulate_claims:
+            # Claims are listed after the nodes' sources, before any node is decided: deciding a
+            # node tells the writer which claims are ours (World.on_claim_pools).
+            if self.claims is None:
+                self.claims = ClaimWriter(self.world, self.api)
+                self.world.on_claim_pools = self.claims.pools_changed
+                self.claims.start()
+            claims = Reflector(self.api, "claim", CLAIMS_PATH, self.claims.on_claim, self.claims.missing)
+            await claims.list()
+            self.watches.append(claims)
         self.reconciler = Reconciler(self.world, self.api, s.workers)
         self.reconciler.start()
         self.reconciler.mark(self.world.all_nodes())
@@ -111,6 +123,8 @@ class Controller:
         await self.events.stop()
         if self.reconciler is not None:
             await self.reconciler.stop()
+        if self.claims is not None:
+            await self.claims.stop()
         if self.api is not None:
             await self.api.close()
         await self.endpoints.stop()

@@ -50,3 +50,27 @@ DRA_FEATURE = Gauge(
     ["feature"],
 )
 KUBERNETES_MINOR = Gauge("dra_kwok_kubernetes_minor", "The Kubernetes minor version published for (34 for 1.34).")
+# --- simulation (a source's `simulation`): counted in total, never per node or claim ------------
+_DELAY_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 15, 30, 60, 120, 300, 600)
+PUBLISH_DELAY = Histogram(
+    "dra_kwok_publish_delay_seconds",
+    "Nodes with a publishDelay: the delay configured, and the actual time from the Node's creation to its "
+    "pools being complete (kind=configured|actual).",
+    ["kind"],
+    buckets=_DELAY_BUCKETS,
+)
+FAULTS_ACTIVE = Gauge("dra_kwok_faults_active", "Device faults applied to published slices now (taints or removals).")
+FAULT_PROBLEMS = Counter(
+    "dra_kwok_fault_problems_total", "Faults that could not be applied (logged with the fix), counted per decision."
+)
+CLAIM_STATUS_WRITES = Counter(
+    "dra_kwok_claim_status_writes_total",
+    "Writes of our entries in ResourceClaims' status.devices, by result.",
+    ["result"],
+)
+BINDING_CONDITIONS = Counter(
+    "dra_kwok_binding_conditions_total",
+    "Devices whose binding conditions were set (result=set) or whose failure condition was set (result=failed).",
+    ["result"],
+)
+CLAIMS_HELD = Gauge("dra_kwok_claims_held", "Allocated ResourceClaims held by the claim writer (--simulate-claims).")

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..core.decide import Outcome, WriteResult, decide
+from ..core.decide import Outcome, Simulated, WriteResult, decide
 from ..core.plan import Apply, Delete, NodePlan, ObservedSlice, PoolPlan
 from ..core.published import dropped_fields
 from ..core.render import LABEL_MANAGED_BY, content_of
@@ -30,6 +30,7 @@ log = logging.getLogger("dra_kwok.reconciler")
 BUCKET_SIZE = 10.0  # write rounds a node may use in a burst
 BUCKET_REFILL = 1.0  # rounds per second
 MAX_BACKOFF = 300.0
+WAKE_SLACK = 0.05  # seconds after a delay or fault ends before the node is decided again
 
 
 class SliceApi(Protocol):
@@ -74,6 +75,10 @@ class Reconciler:
         self.idle = asyncio.Event()
         self.idle.set()
         self.foreign_warned: set[str] = set()
+        self.delays: dict[str, float] = {}  # node -> its publishDelay, until first published
+        self.wakes: dict[str, tuple[float, asyncio.TimerHandle]] = {}  # node -> when time alone changes it
+        self.faults_active: dict[str, int] = {}
+        self.fault_problems_said: dict[str, tuple[str, ...]] = {}
 
     def start(self) -> None:
         self.tasks = [asyncio.create_task(self._worker(), name=f"reconcile-{i}") for i in range(self.workers)]
@@ -123,8 +128,9 @@ class Reconciler:
         """One node: ask the core what to do (`decide`), record it, carry out its writes, record
         what became of them. Nothing here decides what a node should have."""
         world = self.world
-        decision = decide(world.view(name), world.sources())
+        decision = decide(world.view(name), world.sources(), time.time())
         world.record(decision)
+        self._simulated(name, decision.simulated)
         outcome = decision.outcome
         if outcome is Outcome.RENDER_FAILED:
             log.error("cannot render slices for node %s: %s", name, decision.error)
@@ -133,7 +139,7 @@ class Reconciler:
             return  # nothing is written; a configuration change re-queues the node
         if outcome is Outcome.IN_SYNC:
             metrics.RECONCILES.labels(result="in_sync").inc()
-            self._published(name)
+            self._published(name, decision.simulated.withheld)
             return
         if outcome is Outcome.REJECTED:
             metrics.RECONCILES.labels(result="rejected").inc()
@@ -177,14 +183,60 @@ class Reconciler:
             metrics.PUBLISH_PROBLEMS.labels(reason="fields_dropped").inc()
         world.record_result(decision, WriteResult(dropped=tuple(dropped)))
         # Every write of the plan is done: the node has what was decided (no second pass needed).
-        self._published(name)
+        self._published(name, decision.simulated.withheld)
 
-    def _published(self, name: str) -> None:
+    def _simulated(self, name: str, sim: Simulated) -> None:
+        """Carry out what the simulation decided beyond writes: wake the node when time alone
+        changes it, say faults that cannot be applied (once per change), count active faults."""
+        if sim.wake_at is not None:
+            self._wake(name, sim.wake_at)
+        if self.fault_problems_said.get(name, ()) != sim.fault_problems:
+            for problem in sim.fault_problems:
+                log.warning("node %s: %s", name, problem)
+            metrics.FAULT_PROBLEMS.inc(len(sim.fault_problems))
+            if sim.fault_problems:
+                self.fault_problems_said[name] = sim.fault_problems
+            else:
+                self.fault_problems_said.pop(name, None)
+        if self.faults_active.get(name, 0) != sim.faults_active:
+            if sim.faults_active:
+                self.faults_active[name] = sim.faults_active
+            else:
+                self.faults_active.pop(name, None)
+            metrics.FAULTS_ACTIVE.set(sum(self.faults_active.values()))
+        if sim.publish_delay is not None:
+            self.delays[name] = sim.publish_delay
+
+    def _wake(self, name: str, at: float) -> None:
+        held = self.wakes.get(name)
+        if held is not None and held[0] <= at and not held[1].cancelled():
+            return  # an earlier wake-up is due: the decision then asks for the next one
+        if held is not None:
+            held[1].cancel()
+        delay = max(0.0, at - time.time()) + WAKE_SLACK
+        self.wakes[name] = (at, asyncio.get_running_loop().call_later(delay, self._woken, name))
+
+    def _woken(self, name: str) -> None:
+        self.wakes.pop(name, None)
+        self.mark([name])
+
+    def _published(self, name: str, withheld: bool) -> None:
+        if withheld:
+            return  # a pool waits for its publishDelay: not published yet
         latency = self.world.take_publish_latency(name)
         if latency is not None:
             metrics.PUBLISH_LATENCY.observe(latency)
+            delay = self.delays.pop(name, None)
+            created = self.world.created(name)
+            if delay is not None and created is not None:
+                metrics.PUBLISH_DELAY.labels(kind="configured").observe(delay)
+                metrics.PUBLISH_DELAY.labels(kind="actual").observe(max(0.0, time.time() - created))
         if not self.world.knows(name):
             self.budgets.pop(name, None)
+            self.delays.pop(name, None)
+            held = self.wakes.pop(name, None)
+            if held is not None:
+                held[1].cancel()
 
     def _take_token(self, name: str) -> bool:
         now = time.monotonic()

@@ -36,3 +36,6 @@ class Settings:
     unready_after: float = 30.0  # seconds without an answer from the apiserver before /readyz fails
     kubernetes_version: str | None = None  # None: learned from the apiserver (/version and dry-run probes)
     feature_gates: str = ""  # "Gate=true,...": corrects the gates learned or assumed
+    # watch ResourceClaims and write status.devices / binding conditions for our devices (needs the
+    # chart's simulation.claims RBAC)
+    simulate_claims: bool = False

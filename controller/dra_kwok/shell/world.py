@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..core.claims import parse_time
 from ..core.config import EMPTY_CONFIG, FallbackConfig, config_text_from_configmap, load_config_text
 from ..core.decide import (
     ContentKey,
@@ -24,14 +25,17 @@ from ..core.decide import (
     WriteResult,
     after_write,
 )
+from ..core.fault_annotation import FAULTS_ANNOTATION, parse_faults
+from ..core.faults import Fault
 from ..core.issues import Issue, errors
 from ..core.models import Requirement
 from ..core.overlay import OverlayRule, load_overlay
 from ..core.plan import ObservedSlice
-from ..core.render import NodeRef
+from ..core.render import NodeRef, pool_name
 from ..core.resolve import Conflict, order_overlays
+from ..core.simulation import Simulation
 from ..core.status import Outcomes, OverlayFacts, matchable_requirements
-from ..core.versions import DEFAULT_TARGET, Target
+from ..core.versions import DEFAULT_TARGET, TAINTS, Target
 from .settings import Settings
 
 log = logging.getLogger("dra_kwok.world")
@@ -45,6 +49,9 @@ class NodeRecord:
     kwok: bool
     seen_at: float  # monotonic time of the first event, for the publish-latency metric
     latency_pending: bool = True
+    created: float | None = None  # creationTimestamp, epoch seconds (publishDelay)
+    faults_value: str = ""  # the faults annotation as last seen
+    faults: tuple[Fault, ...] = ()  # the faults it asks for
     ref: NodeRef = field(init=False)  # what rendering needs: made once, not per decision
 
     def __post_init__(self) -> None:
@@ -110,6 +117,10 @@ class World:
         self._sources: Sources | None = None  # the configuration nodes are decided against, built lazily
         # (kind, name) -> monotonic time of the object's last event, to tell what a re-list misses
         self.touched: dict[tuple[str, str], float] = {}
+        # (driver, pool) -> (simulation, node, node UID) of pools whose claims the driver writes to
+        self.claim_pools: dict[tuple[str, str], tuple[Simulation, str, str]] = {}
+        self.claim_pools_of: dict[str, tuple[tuple[str, str], ...]] = {}  # node -> its keys there
+        self.on_claim_pools: Callable[[str], None] | None = None  # told a pool name whose simulation changed
 
     @property
     def target(self) -> Target:
@@ -154,6 +165,7 @@ class World:
             if self.nodes.pop(name, None) is not None:
                 self._changed()
             self.conflicts.pop(name, None)
+            self._record_claim_pools(name, ())
             if self.render_failures.pop(name, None) is not None:
                 self._changed()
             self.set_publish_problem(name, None)
@@ -170,16 +182,44 @@ class World:
                 del self.nodes[name]
                 self._changed()
             return [name] if name in self.slices or old is not None else []
-        if old is not None and old.uid == uid and old.labels == labels:
+        faults_value = str((meta.get("annotations") or {}).get(FAULTS_ANNOTATION) or "")
+        if old is not None and old.uid == uid and old.labels == labels and old.faults_value == faults_value:
             return []
         if old is not None and old.uid != uid:
             old = None  # recreated under the same name: a new node for the latency metric
         record = NodeRecord(
-            name, uid, labels, True, old.seen_at if old else time.monotonic(), old.latency_pending if old else True
+            name,
+            uid,
+            labels,
+            True,
+            old.seen_at if old else time.monotonic(),
+            old.latency_pending if old else True,
+            old.created if old else parse_time(meta.get("creationTimestamp")),
+            faults_value,
+            old.faults if old and old.faults_value == faults_value else self._faults(name, faults_value, old),
         )
         self.nodes[name] = record
         self._changed()
         return [name]
+
+    def _faults(self, node: str, value: str, old: NodeRecord | None) -> tuple[Fault, ...]:
+        """The faults a node's annotation asks for; an entry without a time began when first seen."""
+        if not value:
+            return ()
+        entries, problems = parse_faults(value)
+        for problem in problems:
+            log.warning("node %s: annotation %s: %s", node, FAULTS_ANNOTATION, problem)
+        known = {(f.driver, f.device, f.effect): f.since for f in (old.faults if old else ())}
+        now = time.time()
+        return tuple(
+            Fault(
+                e.driver,
+                e.device,
+                e.effect,
+                e.since.timestamp() if e.since is not None else known.get((e.driver, e.device, e.effect), now),
+            )
+            for e in entries
+        )
 
     # --- configuration -----------------------------------------------------------------------
     def configmap_text(self, obj: Mapping[str, Any]) -> tuple[str | None, list[Issue], bool]:
@@ -349,6 +389,7 @@ class World:
                 self.protected_sources(),
                 self.settings.managed_by,
                 self.target.limits,
+                self.target.has(TAINTS),
             )
         return self._sources
 
@@ -364,6 +405,8 @@ class World:
             self.written,
             self.rejected.get(name),
             self.publish_problems.get(name),
+            node.created if node is not None else None,
+            node.faults if node is not None else (),
         )
 
     def record(self, decision: Decision) -> None:
@@ -384,6 +427,31 @@ class World:
                 self.render_failures[name] = decision.render_failure
         self._set_rejected(name, decision.rejected)
         self.set_publish_problem(name, decision.problem)
+        self._record_claim_pools(name, decision.simulated.claim_rules)
+
+    def _record_claim_pools(self, name: str, rules: tuple[tuple[str, Simulation], ...]) -> None:
+        """Which of our pools' claims the driver writes to, and with which simulation."""
+        held = self.claim_pools_of.get(name)
+        if not rules and held is None:
+            return
+        node = self.nodes.get(name)
+        pool = pool_name(name)
+        wanted = {(driver, pool): (sim, name, node.uid) for driver, sim in rules} if node is not None else {}
+        if held is not None and {k: self.claim_pools.get(k) for k in held} == wanted:
+            return
+        if self.on_claim_pools is not None:
+            self.on_claim_pools(pool)
+        for key in held or ():
+            self.claim_pools.pop(key, None)
+        if not wanted:
+            self.claim_pools_of.pop(name, None)
+            return
+        self.claim_pools.update(wanted)
+        self.claim_pools_of[name] = tuple(wanted)
+
+    def claim_pool(self, driver: str, pool: str) -> tuple[Simulation, str, str] | None:
+        """The simulation and node (name, UID) of our pool (driver, pool), if its claims are written to."""
+        return self.claim_pools.get((driver, pool))
 
     def record_result(self, decision: Decision, result: WriteResult) -> None:
         """Keep what became of a decision's writes (see `after_write`)."""
@@ -403,6 +471,10 @@ class World:
             return None
         node.latency_pending = False
         return time.monotonic() - node.seen_at
+
+    def created(self, name: str) -> float | None:
+        node = self.nodes.get(name)
+        return node.created if node is not None else None
 
     def knows(self, name: str) -> bool:
         """Whether `name` is a KWOK node or still has managed slices."""
