@@ -141,6 +141,26 @@ def test_rbac_is_exactly_what_the_controller_needs(helm: Helm) -> None:
             assert doc["subjects"] == [
                 {"kind": "ServiceAccount", "name": doc["roleRef"]["name"], "namespace": "karpenter"}
             ]
+    args = find(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--simulate-claims" not in args
+    # simulation.claims.enabled adds the claim rules (and the flag), resourceNames for the drivers.
+    base = rules(cluster_role)
+    for drivers, name in (([], "*"), (["gpu.example.com"], "gpu.example.com")):
+        docs = helm.template(
+            "--set", "simulation.claims.enabled=true", "--set-json", f"simulation.claims.drivers={json.dumps(drivers)}"
+        )
+        role = next(d for d in docs if d["kind"] == "ClusterRole" and d["metadata"]["name"].endswith("driver"))
+        assert rules(role) - base == (
+            grants("resource.k8s.io", ["resourceclaims"], ["get", "list", "watch"])
+            | grants("resource.k8s.io", ["resourceclaims/status"], ["patch", "update"])
+            | grants(
+                "resource.k8s.io", ["resourceclaims/driver"], ["arbitrary-node:patch", "arbitrary-node:update"], name
+            )
+            | grants("", ["pods"], ["get"])
+        )
+        container_args = find(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+        assert "--simulate-claims" in container_args
+    docs = helm.template(namespace="karpenter")
     # With an existing ConfigMap of another name, the Role follows the name, and nothing is rendered.
     docs = helm.template("--set", "configMap.create=false", "--set", "configMap.name=mine", namespace="karpenter")
     assert not [d for d in docs if d["kind"] == "ConfigMap"]

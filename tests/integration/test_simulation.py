@@ -254,3 +254,89 @@ def test_a_publish_delay_keeps_the_slices_back_until_it_has_passed(
     assert metrics.get('dra_kwok_publish_delay_seconds_count{kind="actual"}') == 1, metrics
     assert metrics.get('dra_kwok_publish_delay_seconds_sum{kind="configured"}') == 8, metrics
     assert metrics.get('dra_kwok_publish_delay_seconds_sum{kind="actual"}', 0) >= 7.5, metrics
+
+
+# --- as installed: the chart's RBAC is enough -----------------------------------------------------
+def test_the_charts_pod_writes_claim_status_with_only_the_charts_rbac(
+    cluster: Any, namespace: str, unique_name: Any, cleanup: Any, tmp_path: Any
+) -> None:
+    """simulation.claims.enabled=true: the chart's Pod, with its ServiceAccount and ClusterRole
+    only, writes status.devices of a claim on a ConfigMap mapping's device (1.36+ checks the
+    per-driver resourceclaims/driver permission on that write)."""
+    from tests.integration.test_in_cluster import INSTANCE_TYPE, NO_NODE, installed_pod
+    from tests.support.chart import Release
+    from tests.support.cluster import kwok_node
+    from tests.support.pod import Image, PodContainer
+
+    if cluster.minor() < 36:
+        pytest.fail(f"needs Kubernetes 1.36 or later, the cluster runs {cluster.server_version()}")
+    driver = f"{unique_name('nic')}.pod.dra-kwok.test"
+    instance_type = unique_name("sim-pod")
+    release = Release(cluster, unique_name("sim"), namespace, tmp_path)
+    values: dict[str, Any] = {
+        "nodeSelector": NO_NODE,
+        "simulation": {"claims": {"enabled": True, "drivers": [driver]}},
+        "config": {
+            "driver": driver,
+            "mappings": [
+                {
+                    "name": "nics",
+                    "nodeSelector": {"matchLabels": {INSTANCE_TYPE: instance_type}},
+                    "resourceSlice": {"devices": [{"name": "nic", "count": 2}]},
+                    "simulation": {"claimStatus": {"networkData": {"interfaceName": "eth{index}"}}},
+                }
+            ],
+        },
+    }
+    device_class = unique_name("dc")
+    node = unique_name("sim-node")
+    container = None
+    try:
+        container = PodContainer(cluster, installed_pod(release, values), Image.from_dockerfile(), tmp_path).start()
+        container.wait_ready()
+        cleanup.delete_later("deviceclass", device_class)
+        cleanup.delete_later("node", node)
+        cluster.apply(
+            {
+                "apiVersion": "resource.k8s.io/v1",
+                "kind": "DeviceClass",
+                "metadata": {"name": device_class},
+                "spec": {"selectors": [{"cel": {"expression": f'device.driver == "{driver}"'}}]},
+            },
+            kwok_node(node, labels={INSTANCE_TYPE: instance_type}),
+        )
+        claim = {
+            "apiVersion": "resource.k8s.io/v1",
+            "kind": "ResourceClaim",
+            "metadata": {"name": "c", "namespace": namespace},
+            "spec": {"devices": {"requests": [{"name": "dev", "exactly": {"deviceClassName": device_class}}]}},
+        }
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "p", "namespace": namespace},
+            "spec": {
+                "nodeSelector": {"kubernetes.io/hostname": node},
+                "terminationGracePeriodSeconds": 0,
+                "containers": [
+                    {"name": "c", "image": "registry.k8s.io/pause:3.10", "resources": {"claims": [{"name": "dev"}]}}
+                ],
+                "resourceClaims": [{"name": "dev", "resourceClaimName": "c"}],
+            },
+        }
+        cluster.apply(claim, pod)
+
+        def entries() -> list[dict[str, Any]] | None:
+            obj = cluster.get_json("resourceclaim", "c", "-n", namespace)
+            return ((obj.get("status") or {}).get("devices")) or None
+
+        [entry] = wait_until(entries, timeout=TIMEOUT, what="status.devices of claim c", describe=container.log)
+        assert entry["driver"] == driver and entry["networkData"]["interfaceName"] == "eth" + entry["device"][-1]
+        metrics = container.metrics()
+        assert metrics.get('dra_kwok_claim_status_writes_total{result="written"}') == 1, metrics
+        refused = [k for k, v in metrics.items() if v and ('code="403"' in k or 'code="422"' in k)]
+        assert [k for k in refused if 'verb="probe"' not in k] == [], metrics  # probes learn the version
+    finally:
+        if container is not None:
+            container.close()
+        release.uninstall_without_hooks()
