@@ -8,6 +8,9 @@ PYTEST_ARGS ?=
 # is the newest); `make test-versions` runs the `versions` tests on each, `make test` on the oldest.
 KUBE_VERSIONS := 1.34.4 1.35.4 1.36.3 1.37.2
 KUBE_OLDEST := $(firstword $(KUBE_VERSIONS))
+# The oldest minor with binding conditions and device taints on by default: the `simulation`
+# tests run there too (and on the default version with everything else).
+KUBE_SIMULATION := 1.36.3
 # The local Go unless the caller sets GOTOOLCHAIN (e.g. `export GOTOOLCHAIN=go1.27.3` for a newer
 # Go, which the go command fetches from the module proxy); the hack scripts do the same.
 GOTOOLCHAIN ?= local
@@ -61,11 +64,14 @@ test-unit: venv ## Unit tests of the pure core (no cluster).
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
 .PHONY: test
-test: venv binaries lint chart-lint ## Everything CI runs: lint, unit tests, the tests against a real local cluster, and the `versions` tests on the oldest minor.
+test: venv binaries lint chart-lint ## Everything CI runs: lint, unit tests, the tests against a real local cluster, the `versions` tests on the oldest minor and the `simulation` tests on 1.36.
 	$(PY) -m pytest -m 'not slow' $(PYTEST_ARGS)
 	@echo "make test: the versions tests on Kubernetes $(KUBE_OLDEST), the oldest supported"
 	@KUBE_VERSION=$(KUBE_OLDEST) hack/build-binaries.sh
 	env -u DRA_KWOK_KUBECONFIG KUBE_VERSION=$(KUBE_OLDEST) $(PY) -m pytest -m 'versions and not slow' $(PYTEST_ARGS)
+	@echo "make test: the simulation tests on Kubernetes $(KUBE_SIMULATION)"
+	@KUBE_VERSION=$(KUBE_SIMULATION) hack/build-binaries.sh
+	env -u DRA_KWOK_KUBECONFIG KUBE_VERSION=$(KUBE_SIMULATION) $(PY) -m pytest -m 'simulation and not slow' $(PYTEST_ARGS)
 
 .PHONY: test-versions
 test-versions: venv ## The `versions` tests (DRA features, smoke, demo) on 1.34.4, 1.35.4, 1.36.3 and 1.37.2, building each; a line per version.

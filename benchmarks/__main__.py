@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import yaml
 from tests.support.cluster import TEST_CLUSTER_PREFIX, existing_cluster, start_cluster, stop_cluster
 
 from .harness import Bench, Options, dump_json
@@ -56,6 +57,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--profile-dir",
         type=Path,
         help="py-spy the controller per phase (collapsed stacks) into DIR; slows it: not for timing runs",
+    )
+    p.add_argument(
+        "--simulation",
+        type=yaml.safe_load,
+        help="the bench mapping's simulation block as YAML, e.g. '{faults: [{effect: NoSchedule, every: 60s, "
+        "duration: 6s, probability: 0.5}]}' (docs/simulation.md); with --controller-arg=--simulate-claims for claims",
     )
     p.add_argument("--output", type=Path, default=REPO / "docs" / "benchmarks.md", help="markdown report")
     p.add_argument("--json", type=Path, help="also write the results as JSON")
@@ -95,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         timeout=args.timeout,
         controller_args=args.controller_arg,
         profile_dir=args.profile_dir,
+        simulation=args.simulation,
     )
     workdir = Path(tempfile.mkdtemp(prefix="dra-kwok-bench-"))
     # How busy the machine is before we add load; a reused cluster's own apiserver is not "other".

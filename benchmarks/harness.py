@@ -63,6 +63,7 @@ class Options:
     timeout: float = 900.0
     controller_args: list[str] = field(default_factory=list)
     profile_dir: Path | None = None  # py-spy each phase of the controller into collapsed stacks here
+    simulation: dict[str, Any] | None = None  # the bench mapping's `simulation`
 
 
 @dataclass
@@ -123,12 +124,14 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
 
 
-def config_text(tag: str, marker: str, devices: int) -> str:
+def config_text(tag: str, marker: str, devices: int, simulation: dict[str, Any] | None = None) -> str:
+    """The bench mapping; `simulation` (docs/simulation.md) measures a simulated behaviour's cost."""
     return yaml.safe_dump(
         {
             "driver": DRIVER,
             "mappings": [
                 {
+                    **({"simulation": simulation} if simulation else {}),
                     "name": "bench",
                     "nodeSelector": {"matchLabels": {TAG_LABEL: tag}},
                     "resourceSlice": {
@@ -220,7 +223,7 @@ class Bench:
             "apiVersion": "v1",
             "kind": "ConfigMap",
             "metadata": {"name": "dra-kwok-configmap", "namespace": self.namespace},
-            "data": {"config.yaml": config_text(self.tag, marker, self.o.devices)},
+            "data": {"config.yaml": config_text(self.tag, marker, self.o.devices, self.o.simulation)},
         }
 
     def teardown_cluster_objects(self) -> None:

@@ -219,18 +219,79 @@ def up() -> None:
     wait_rollouts()
     say(f"Done in {time.monotonic() - start:.0f}s. Who got what:")
     print(table())
+    claim, device = show_claim_status()
+    fault_and_recover(claim, device)
     print(
         f"""
 Everything keeps running. Look around:
   export KUBECONFIG={KUBECONFIG} PATH={BIN}:$PATH
   kubectl get resourceslices -o wide
   kubectl get dranodeoverlays                       # Weight, Nodes, Ready
-  kubectl get resourceclaims -n dra-demo -o wide
+  kubectl get resourceclaims -n dra-demo -o yaml     # status.devices written by the driver
+  dra-kwok fault demo-m-8x-1 gpu-0=NoSchedule       # fail a GPU (docs/simulation.md); --recover gpu-0
   kubectl -n {NAMESPACE} edit configmap dra-kwok-configmap   # change a count; slices follow within a second
   tail -f {LOGFILE}                  # the driver's log
   make demo-table                                   # this table again
   make demo-down                                    # stop the driver and delete the cluster"""
     )
+
+
+def claim_workload_claims() -> list[dict[str, Any]]:
+    return [
+        c
+        for c in get("resourceclaims", "-n", "dra-demo")["items"]
+        if c["metadata"]["name"].startswith("claim-workload") and (c.get("status") or {}).get("allocation")
+    ]
+
+
+def show_claim_status() -> tuple[str, str]:
+    """A claim's status.devices, as the overlay's simulation.claimStatus makes the driver write it."""
+    say("The driver writes what NVIDIA's plugin would into a claim's status.devices (simulation.claimStatus)")
+    for _ in range(100):
+        claims = [c for c in claim_workload_claims() if c["status"].get("devices")]
+        if claims:
+            break
+        time.sleep(0.1)
+    else:
+        sys.exit("demo: no claim of claim-workload got status.devices; see " + str(LOGFILE))
+    claim = sorted(claims, key=lambda c: c["metadata"]["name"])[0]
+    entry = claim["status"]["devices"][0]
+    ready = entry["conditions"][0]
+    print(f"  claim {claim['metadata']['name']}: device {entry['device']} {ready['type']}={ready['status']} "
+          f"data={json.dumps(entry.get('data'), sort_keys=True)}")  # fmt: skip
+    return claim["metadata"]["name"], str(entry["device"])
+
+
+def fault_and_recover(claim: str, device: str) -> None:
+    """A NoExecute fault on a GPU in use: kube-controller-manager evicts its pod, the Deployment's
+    new pod gets another GPU; then the fault is recovered."""
+    node = "demo-m-8x-1"
+    say(f"Failing {device} on {node}: dra-kwok fault {node} {device}=NoExecute")
+    exe = REPO / ".venv" / "bin" / "dra-kwok"
+    fault = [str(exe if exe.exists() else "dra-kwok"), "fault", node]
+    config = ["--kubeconfig", str(KUBECONFIG)]
+    run(*fault, f"{device}=NoExecute", *config, quiet=True)
+    for _ in range(600):
+        if claim not in {c["metadata"]["name"] for c in get("resourceclaims", "-n", "dra-demo")["items"]}:
+            break
+        time.sleep(0.1)
+    else:
+        sys.exit(f"demo: the pod using {device} was not evicted; see {LOGFILE}")
+    wait_rollouts()
+    taints = [
+        f"{t['key']}={t['value']}:{t['effect']}"
+        for s in get("resourceslices")["items"]
+        if s["spec"].get("nodeName") == node
+        for d in s["spec"].get("devices") or []
+        if d["name"] == device
+        for t in d.get("taints") or []
+    ]
+    in_use = sorted(
+        r["device"] for c in claim_workload_claims() for r in c["status"]["allocation"]["devices"]["results"]
+    )
+    print(f"  {device} carries {', '.join(taints)}; its pod was evicted; claim-workload now uses {', '.join(in_use)}")
+    run(*fault, "--recover", device, *config, quiet=True)
+    say(f"Recovered: dra-kwok fault {node} --recover {device}")
 
 
 def down() -> None:

@@ -30,7 +30,16 @@ def test_demo_runs_workloads_on_overlay_and_configmap_nodes(tmp_path: Path) -> N
         assert "mapping/gpu-t4-mapping" in mapping_row and "2: nvidia-t4-0-0, nvidia-t4-0-1" in mapping_row
         assert "(Running)" in mapping_row and "(extended resource)" in mapping_row
         claim_pods = [ln for ln in up.stdout.splitlines() if "claim-workload" in ln]
-        assert len(claim_pods) == 2 and all("(Running)" in ln and " gpu-" in ln for ln in claim_pods)
+        assert len([ln for ln in claim_pods if "(Running)" in ln and " gpu-" in ln]) >= 2, up.stdout
+        # simulation.claimStatus: the claim's status.devices, with the overlay's data filled in
+        status = next(ln for ln in up.stdout.splitlines() if ln.strip().startswith("claim claim-workload"))
+        assert "Ready=True" in status and '"pciBusID": "0000:' in status and '"uuid": "' in status, status
+        # a NoExecute fault evicted the pod using the GPU; its replacement got another one
+        evicted = next(ln for ln in up.stdout.splitlines() if "its pod was evicted" in ln)
+        assert "dra-kwok.test.karpenter.sh/fault=injected:NoExecute" in evicted, evicted
+        failed = evicted.split()[0]
+        assert failed not in evicted.split("now uses", 1)[1], evicted
+        assert "Recovered: dra-kwok fault demo-m-8x-1 --recover" in up.stdout
     finally:
         down = subprocess.run([*demo, "down"], env=env, capture_output=True, text=True, timeout=120, check=False)
     assert down.returncode == 0, down.stdout + down.stderr
