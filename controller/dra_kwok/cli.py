@@ -401,7 +401,9 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
 
 def cmd_fault(args: argparse.Namespace) -> int:
     """Read or change the faults annotation of a node (see docs/simulation.md)."""
-    from .core.fault_annotation import parse_entry
+    from kubernetes.aio.config import ConfigException
+
+    from .core.fault_annotation import parse_entry, parse_faults
     from .shell.api import ApiError, NotFound
     from .shell.fault_request import change_faults, current_faults
 
@@ -415,19 +417,30 @@ def cmd_fault(args: argparse.Namespace) -> int:
         if not args.list:
             raise UsageError("name faults (DEVICE=EFFECT), --recover DEVICE..., --recover-all or --list")
         raise UsageError("--list reads only: give it without faults or --recover")
+    if args.recover_all and (additions or args.recover):
+        raise UsageError("--recover-all removes every fault: give it without faults or --recover")
     kubeconfig = args.kubeconfig or None
     try:
         if args.list:
-            print(asyncio.run(current_faults(kubeconfig, args.node)) or "(no faults)")
+            entries, problems = parse_faults(asyncio.run(current_faults(kubeconfig, args.node)))
+            for problem in problems:
+                print(f"dra-kwok fault: node {args.node}: bad entry: {problem}", file=sys.stderr)
+            print("\n".join(e.text() for e in entries) or "(no faults)")
             return 0
         value, patch, problems = asyncio.run(
             change_faults(kubeconfig, args.node, additions, args.recover, args.recover_all, args.dry_run)
         )
+    except ConfigException as exc:
+        print(
+            f"dra-kwok fault: no usable kubeconfig ({exc}): give --kubeconfig PATH or set $KUBECONFIG",
+            file=sys.stderr,
+        )
+        return 2
     except NotFound:
-        print(f"dra-kwok fault: node {args.node!r} not found", file=sys.stderr)
+        print(f"dra-kwok fault: node {args.node!r} not found: check the name with `kubectl get nodes`", file=sys.stderr)
         return 1
     except ApiError as exc:
-        print(f"dra-kwok fault: {exc}", file=sys.stderr)
+        print(f"dra-kwok fault: node {args.node}: {exc}", file=sys.stderr)
         return 1
     for problem in problems:
         print(f"dra-kwok fault: dropped a bad entry: {problem}", file=sys.stderr)
@@ -607,10 +620,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--simulate-claims",
         action="store_true",
-        default=_env("SIMULATE_CLAIMS", "") in ("1", "true", "True"),
-        help="(env DRA_KWOK_SIMULATE_CLAIMS=true) watch ResourceClaims and write status.devices and binding conditions for devices of sources with "
-        "simulation.claimStatus or simulation.binding (needs RBAC for resourceclaims/status and, from 1.36, "
-        "resourceclaims/driver; the chart's simulation.claims.enabled)",
+        default=_env("SIMULATE_CLAIMS", "").strip().lower() in ("1", "true", "yes"),
+        help="watch ResourceClaims and write status.devices and binding conditions for devices of sources "
+        "with simulation.claimStatus or simulation.binding (env DRA_KWOK_SIMULATE_CLAIMS=true; needs RBAC for "
+        "resourceclaims/status and, from 1.36, resourceclaims/driver: the chart's simulation.claims.enabled; "
+        "default: off)",
     )
     _add_target_arguments(run, learned=True)
     run.set_defaults(func=cmd_run)
@@ -704,7 +718,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fault.add_argument("node", help="the KWOK node")
     fault.add_argument("faults", nargs="*", metavar="DEVICE=EFFECT", help="NoSchedule, NoExecute or Remove")
-    fault.add_argument("--recover", nargs="+", metavar="DEVICE", default=[], help="remove these devices' faults (default: none)")
+    fault.add_argument(
+        "--recover", nargs="+", metavar="DEVICE", default=[], help="remove these devices' faults (default: none)"
+    )
     fault.add_argument("--recover-all", action="store_true", help="remove the annotation")
     fault.add_argument("--list", action="store_true", help="print the node's faults")
     fault.add_argument("--dry-run", action="store_true", help="print the patch instead of sending it")
