@@ -245,3 +245,70 @@ def _config_yaml() -> str:
                           "resourceSlice": {"devices": [_device()]}}],
         }
     )  # fmt: skip
+
+
+# --- simulation (docs/simulation.md): what the per-node decision pays for it ---------------------
+def _simulated_config(simulation: dict[str, Any] | None) -> FallbackConfig:
+    mapping: dict[str, Any] = {
+        "name": "bench",
+        "nodeSelector": {"matchLabels": {"type": "kwok"}},
+        "resourceSlice": {"devices": [_device()]},
+    }
+    if simulation:
+        mapping["simulation"] = simulation
+    cfg, issues = load_config_data({"driver": DRIVER, "mappings": [mapping]})
+    assert cfg is not None, issues
+    return cfg
+
+
+FAULTS = {"faults": [{"effect": "NoSchedule", "every": "10m", "duration": "1m", "probability": 0.1}]}
+
+
+@pytest.mark.parametrize("simulation", [None, FAULTS, {"publishDelay": "5s-10s"}], ids=["off", "faults", "delay"])
+def test_decide_5000_new_nodes_with_simulation(benchmark: Any, simulation: dict[str, Any] | None) -> None:
+    from dra_kwok.core.decide import NodeView, Sources
+
+    sources = Sources((), _simulated_config(simulation))
+    views = [
+        NodeView(f"n{i}", NodeRef(f"n{i}", f"u{i}"), {"type": "kwok"}, (), {}, created=1_000_000.0)
+        for i in range(NODES)
+    ]
+
+    def run() -> int:
+        return sum(decide(v, sources, 1_000_000.0 + 3600).simulated.faults_active for v in views)
+
+    benchmark.extra_info["what"] = f"decide 5,000 new nodes x8 devices, simulation {simulation or 'off'}"
+    active = benchmark.pedantic(run, rounds=3, warmup_rounds=1)
+    if simulation is FAULTS:
+        assert 0 < active < NODES * DEVICES * 0.1  # about 1 % of devices fail at any time (10 % for 1 min of 10)
+
+
+def test_decide_claim_10000_claims(benchmark: Any) -> None:
+    from dra_kwok.core.claims import ClaimView, decide_claim
+    from dra_kwok.core.simulation import Simulation
+
+    sim = Simulation.model_validate({"claimStatus": {"data": {"uuid": "{deviceUUID}"}}, "binding": {"delay": "5s"}})
+
+    def lookup(driver: str, pool: str) -> tuple[Simulation, str, str] | None:
+        return (sim, pool, "uid") if driver == DRIVER else None
+
+    claims = [
+        ClaimView.from_api(
+            {
+                "metadata": {"namespace": "ns", "name": f"c{i}", "uid": f"u{i}"},
+                "status": {
+                    "allocation": {
+                        "devices": {"results": [{"driver": DRIVER, "pool": f"n{i}", "device": f"gpu-{i % 8}"}]},
+                        "allocationTimestamp": "2026-12-01T10:00:00Z",
+                    }
+                },
+            }
+        )
+        for i in range(NODES * 2)
+    ]
+
+    def run() -> int:
+        return sum(decide_claim(c, lookup, True, 1_796_119_300.0).entries is not None for c in claims)
+
+    benchmark.extra_info["what"] = "decide the status.devices of 10,000 allocated claims (claimStatus)"
+    assert benchmark.pedantic(run, rounds=3, warmup_rounds=1) == NODES * 2
