@@ -20,7 +20,7 @@ from .simulation import FAULT_TAINT_KEY, FaultRule, unit
 from .validation import PoolSpec
 from .versions import Limits
 
-LOOKAHEAD_PERIODS = 64  # how far ahead the next scheduled fault is looked for before waking anyway
+LOOKAHEAD_PERIODS = 4  # periods looked ahead for the next fault; without one in them, the node wakes after them
 INJECTED = "injected"  # the taint value of a fault asked for on the node
 SCHEDULED = "scheduled"  # the taint value of a fault from simulation.faults
 
