@@ -64,6 +64,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="the bench mapping's simulation block as YAML, e.g. '{faults: [{effect: NoSchedule, every: 60s, "
         "duration: 6s, probability: 0.5}]}' (docs/simulation.md); with --controller-arg=--simulate-claims for claims",
     )
+    p.add_argument(
+        "--claims",
+        action="store_true",
+        help="also a claim and a pod on every node of the first size, whose status.devices the controller writes "
+        "(give --simulation '{claimStatus: {}}' --controller-arg=--simulate-claims)",
+    )
     p.add_argument("--output", type=Path, default=REPO / "docs" / "benchmarks.md", help="markdown report")
     p.add_argument("--json", type=Path, help="also write the results as JSON")
     p.add_argument("--no-micro", action="store_true", help="skip the pytest-benchmark micro-benchmarks")
@@ -103,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         controller_args=args.controller_arg,
         profile_dir=args.profile_dir,
         simulation=args.simulation,
+        claims=args.claims,
     )
     workdir = Path(tempfile.mkdtemp(prefix="dra-kwok-bench-"))
     # How busy the machine is before we add load; a reused cluster's own apiserver is not "other".

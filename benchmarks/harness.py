@@ -64,6 +64,7 @@ class Options:
     controller_args: list[str] = field(default_factory=list)
     profile_dir: Path | None = None  # py-spy each phase of the controller into collapsed stacks here
     simulation: dict[str, Any] | None = None  # the bench mapping's `simulation`
+    claims: bool = False  # a claim and a pod on every node of the first size (needs --simulate-claims)
 
 
 @dataclass
@@ -667,6 +668,8 @@ class Bench:
                         if first:
                             with self.profiled(ctl, f"fanout-{n}-{rep}"):
                                 run["fanout"] = await self.fanout_ours(ctl, names)
+                        if first and last and o.claims:
+                            r.details["claims"] = await self.claims(ctl, names)
                         if first and last:
                             with self.profiled(ctl, f"churn-{n}"):
                                 r.details["churn"] = await self.churn(ctl)
@@ -680,12 +683,95 @@ class Bench:
                     await self.clear()
                 r.details[f"size_{n}"] = runs
                 self.add_size_rows(n, runs)
+                if first and "claims" in r.details:
+                    self.add_claims_rows(n, r.details["claims"])
                 if first:
                     self.add_idle_rows(n, r.details["idle"])
                     self.add_churn_rows(r.details["churn"])
                     self.add_reload_rows(n, r.details["reload"])
         r.details["load"]["end"] = load_average()
         return r
+
+    async def claims(self, ctl: ControllerProcess, nodes: list[str]) -> dict[str, Any]:
+        """A ResourceClaim and a pod on every node; the scheduler allocates, kwok runs the pods,
+        and the controller writes each claim's status.devices (simulation.claimStatus): how long
+        until every claim has it, and how many writes and requests that took."""
+        assert self.admin is not None
+        admin = self.admin
+        ns = self.namespace
+        device_class = f"{self.tag}-gpu"
+        self.cluster.apply(
+            {
+                "apiVersion": "resource.k8s.io/v1",
+                "kind": "DeviceClass",
+                "metadata": {"name": device_class},
+                "spec": {"selectors": [{"cel": {"expression": f'device.driver == "{DRIVER}"'}}]},
+            }
+        )
+        writes = ctl.metric('dra_kwok_claim_status_writes_total{result="written"}')
+        requests = ctl.metric("dra_kwok_api_requests_total")
+        claims_path = f"/apis/resource.k8s.io/v1/namespaces/{ns}/resourceclaims"
+        start = time.monotonic()
+
+        async def one(i: int, node: str) -> None:
+            name = f"c{i:05d}"
+            await admin.create(
+                claims_path,
+                {
+                    "metadata": {"name": name},
+                    "spec": {"devices": {"requests": [{"name": "g", "exactly": {"deviceClassName": device_class}}]}},
+                },
+            )
+            await admin.create(
+                f"/api/v1/namespaces/{ns}/pods",
+                {
+                    "metadata": {"name": name},
+                    "spec": {
+                        "nodeSelector": {"kubernetes.io/hostname": node},
+                        "terminationGracePeriodSeconds": 0,
+                        "containers": [{"name": "c", "image": "pause", "resources": {"claims": [{"name": "g"}]}}],
+                        "resourceClaims": [{"name": "g", "resourceClaimName": name}],
+                    },
+                },
+            )
+
+        await asyncio.gather(*(one(i, n) for i, n in enumerate(nodes)))
+        created = time.monotonic() - start
+        deadline = time.monotonic() + self.o.timeout
+        while True:
+            items, _ = await admin.list(claims_path)
+            done = sum(1 for c in items if (c.get("status") or {}).get("devices"))
+            if done == len(nodes):
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{done} of {len(nodes)} claims got status.devices")
+            await asyncio.sleep(1.0)
+        seconds = time.monotonic() - start
+        await asyncio.sleep(self.o.settle_seconds)
+        out = {
+            "claims": len(nodes),
+            "seconds": seconds,
+            "created_seconds": created,
+            "writes": ctl.metric('dra_kwok_claim_status_writes_total{result="written"}') - writes,
+            "requests": ctl.metric("dra_kwok_api_requests_total") - requests,
+        }
+        k = self.cluster.kubectl
+        for args in (("delete", "pods", "--all", "-n", ns, "--wait=false"), ("delete", "deviceclass", device_class)):
+            with contextlib.suppress(Exception):
+                k(*args, timeout=300)
+        with contextlib.suppress(Exception):
+            k("wait", "--for=delete", "pods", "--all", "-n", ns, "--timeout=300s", timeout=330)
+        with contextlib.suppress(Exception):
+            k("delete", "resourceclaims", "--all", "-n", ns, timeout=300)
+        return out
+
+    def add_claims_rows(self, n: int, c: dict[str, Any]) -> None:
+        add = self.results.add
+        per = c["writes"] / c["claims"]
+        add(Row("claims", f"{c['claims']} claims and pods on {n} nodes → every claim's status.devices written", "s",
+                c["seconds"]))  # fmt: skip
+        add(Row("claims", "status writes per claim", "", per, target="1", ok=per == 1))
+        add(Row("claims", "controller API requests per claim (writes and pod reads)", "", c["requests"] / c["claims"]))
 
     # --- rows --------------------------------------------------------------------------------------
     def add_size_rows(self, n: int, runs: list[dict[str, Any]]) -> None:

@@ -238,6 +238,12 @@ def dry_run(rest: Rest) -> Iterator[DryRun]:
     yield DryRun(rest)
 
 
+def unexpected(issues: list[Any]) -> list[Any]:
+    """All but the warning that devices with bindingConditions have nothing that sets them
+    (generated devices may have them; no simulation.binding is generated)."""
+    return [i for i in issues if "nothing sets them" not in i.message]
+
+
 @pytest.mark.cluster
 @pytest.mark.timeout(1800)
 def test_valid_configurations_render_slices_the_apiserver_accepts_as_written(dry_run: DryRun, size: str) -> None:
@@ -245,7 +251,7 @@ def test_valid_configurations_render_slices_the_apiserver_accepts_as_written(dry
     @given(valid_config_documents(max_devices=40), node_names())
     def run(doc: dict[str, Any], node: str) -> None:
         loaded, issues = load_config_text(yaml.safe_dump(doc))
-        assert loaded is not None and not issues, issues
+        assert loaded is not None and not unexpected(issues), issues
         for manifest, print_ in rendered_manifests(loaded, node):
             dry_run.add(manifest, print_, doc)
 
@@ -261,7 +267,7 @@ def test_valid_overlays_render_slices_the_apiserver_accepts_as_written(dry_run: 
     @given(valid_overlay_documents(max_devices=40), node_names())
     def run(doc: dict[str, Any], node: str) -> None:
         loaded, issues = load_overlay(doc)
-        assert loaded is not None and not issues, issues
+        assert loaded is not None and not unexpected(issues), issues
         for manifest, print_ in rendered_manifests(loaded, node):
             dry_run.add(manifest, print_, doc)
 
