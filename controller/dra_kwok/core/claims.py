@@ -112,7 +112,7 @@ NOTHING = ClaimDecision()
 PoolLookup = Callable[[str, str], tuple[Simulation, str, str] | None]
 
 
-def _fill(value: Any, node: str, device: str, problems: list[str]) -> Any:
+def _fill(value: Any, node: str, device: str) -> Any:
     if isinstance(value, str):
         if "{" not in value:
             return value
@@ -127,9 +127,9 @@ def _fill(value: Any, node: str, device: str, problems: list[str]) -> Any:
             out = out.replace("{deviceUUID}", names.device_uuid(node, device))
         return out
     if isinstance(value, dict):
-        return {k: _fill(v, node, device, problems) for k, v in value.items()}
+        return {k: _fill(v, node, device) for k, v in value.items()}
     if isinstance(value, list):
-        return [_fill(v, node, device, problems) for v in value]
+        return [_fill(v, node, device) for v in value]
     return value
 
 
@@ -141,10 +141,10 @@ def _status_parts(spec: ClaimStatus, node: str, device: str, at: float, problems
     conditions = [_condition(c.type, c.status, c.reason, c.message, at) for c in spec.conditions]
     extra: Body = {}
     if spec.data is not None:
-        extra["data"] = _fill(spec.data, node, device, problems)
+        extra["data"] = _fill(spec.data, node, device)
     if spec.network_data is not None:
         net = spec.network_data.to_api()
-        filled = _fill(net, node, device, problems)
+        filled = _fill(net, node, device)
         ips = filled.get("ips") or []
         bad = [p for ip in ips if (p := ip_problem(ip))]
         if bad:
