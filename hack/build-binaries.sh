@@ -93,10 +93,15 @@ build_one() {
     helm) build helm "$root/tools/go/helm" "-X helm.sh/helm/v4/internal/version.version=v$HELM_VERSION" helm.sh/helm/v4/cmd/helm ;;
     # Karpenter's KWOK provider: its main package is sigs.k8s.io/karpenter/kwok, so go build names
     # the binary "kwok", which would read as kwok-controller; RENAME makes it karpenter-kwok.
+    # Each release has its own pinned module, tools/go/karpenter/v<version>. Its Go: the caller's
+    # GOTOOLCHAIN when it names one, else KARPENTER_GOTOOLCHAIN (hack/versions.env: go1.27.3, as
+    # v1.15.0 needs Go >= 1.26.9).
     karpenter)
-      grep -q "sigs.k8s.io/karpenter v$KARPENTER_VERSION\b" "$root/tools/go/karpenter/go.mod" ||
-        { echo "error: tools/go/karpenter/go.mod does not pin sigs.k8s.io/karpenter v$KARPENTER_VERSION" >&2; return 1; }
-      RENAME=kwok=karpenter-kwok build karpenter "$root/tools/go/karpenter" "" sigs.k8s.io/karpenter/kwok ;;
+      local mod="$root/tools/go/karpenter/v$KARPENTER_VERSION" gotc="$GOTOOLCHAIN"
+      grep -qs "sigs.k8s.io/karpenter v$KARPENTER_VERSION\b" "$mod/go.mod" ||
+        { echo "error: no pinned module for Karpenter $KARPENTER_VERSION: $mod/go.mod must require sigs.k8s.io/karpenter v$KARPENTER_VERSION (known: $(cd "$root/tools/go/karpenter" && echo v*))" >&2; return 1; }
+      [ "$gotc" != local ] || gotc="$KARPENTER_GOTOOLCHAIN"
+      GOTOOLCHAIN="$gotc" RENAME=kwok=karpenter-kwok build karpenter "$mod" "" sigs.k8s.io/karpenter/kwok ;;
     *) bindir "$1" >/dev/null ;;
   esac
 }

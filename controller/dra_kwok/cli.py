@@ -331,6 +331,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         kubernetes_version=args.kubernetes_version or None,
         feature_gates=args.feature_gates,
         simulate_claims=args.simulate_claims,
+        karpenter_node_overlays=args.karpenter_node_overlays,
     )
 
 
@@ -625,6 +626,15 @@ def build_parser() -> argparse.ArgumentParser:
         "with simulation.claimStatus or simulation.binding (env DRA_KWOK_SIMULATE_CLAIMS=true; needs RBAC for "
         "resourceclaims/status and, from 1.36, resourceclaims/driver: the chart's simulation.claims.enabled; "
         "default: off)",
+    )
+    run.add_argument(
+        "--karpenter-node-overlays",
+        action="store_true",
+        default=_env("KARPENTER_NODE_OVERLAYS", "").strip().lower() in ("1", "true", "yes"),
+        help="keep a Karpenter NodeOverlay (karpenter.sh/v1alpha1) per DRANodeOverlay whose capacity is the "
+        "extended resources DeviceClasses name for its devices, so Karpenter plans pods that request them "
+        "(env DRA_KWOK_KARPENTER_NODE_OVERLAYS=true; needs RBAC for nodeoverlays and deviceclasses: the "
+        "chart's karpenter.nodeOverlays.enabled; default: off)",
     )
     _add_target_arguments(run, learned=True)
     run.set_defaults(func=cmd_run)

@@ -36,6 +36,7 @@ from .endpoints import Endpoints
 from .events import EventPoster
 from .health import ApiHealth
 from .loading import Loader
+from .node_overlays import DEVICE_CLASSES_PATH, NODE_OVERLAYS_PATH, NodeOverlayWriter
 from .reconciler import Reconciler
 from .settings import Settings
 from .startup import configmap_path, list_everything, make_reflectors
@@ -62,6 +63,7 @@ class Controller:
         self.watches: list[Reflector] = []
         self.checking_configmap: asyncio.Task[None] | None = None
         self.claims: ClaimWriter | None = None  # with --simulate-claims
+        self.node_overlays: NodeOverlayWriter | None = None  # with --karpenter-node-overlays
 
     # --- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -72,7 +74,9 @@ class Controller:
         if not self.endpoints.runners:
             await self.endpoints.serve()
         if self.api is None:
-            client = await load_api_client(s.kubeconfig, s.concurrency + 3)  # and the three watches
+            # and a connection per watch: nodes, slices, overlays, then claims and the two of NodeOverlays
+            watches = 3 + int(s.simulate_claims) + 2 * int(s.karpenter_node_overlays)
+            client = await load_api_client(s.kubeconfig, s.concurrency + watches)
             self.api = KubeApi(client, s.concurrency, self.health)
             self.events.api = self.endpoints.api = self.api
             # learned once, at the first start (a retried start keeps it)
@@ -91,6 +95,8 @@ class Controller:
             claims = Reflector(self.api, "claim", CLAIMS_PATH, self.claims.on_claim, self.claims.missing)
             await claims.list()
             self.watches.append(claims)
+        if s.karpenter_node_overlays:
+            await self._start_node_overlays()
         self.reconciler = Reconciler(self.world, self.api, s.workers)
         self.reconciler.start()
         self.reconciler.mark(self.world.all_nodes())
@@ -125,9 +131,35 @@ class Controller:
             await self.reconciler.stop()
         if self.claims is not None:
             await self.claims.stop()
+        if self.node_overlays is not None:
+            await self.node_overlays.stop()
         if self.api is not None:
             await self.api.close()
         await self.endpoints.stop()
+
+    async def _start_node_overlays(self) -> None:
+        """The DeviceClasses and our NodeOverlays, listed before the first pass of the writer."""
+        assert self.api is not None
+        if self.node_overlays is None:
+            self.node_overlays = NodeOverlayWriter(self.world, self.api)
+        writer = self.node_overlays
+        reflectors = [
+            Reflector(self.api, "deviceclass", DEVICE_CLASSES_PATH, writer.on_device_class, writer.missing_classes),
+            Reflector(
+                self.api,
+                "nodeoverlay",
+                NODE_OVERLAYS_PATH,
+                writer.on_node_overlay,
+                writer.missing_node_overlays,
+                writer.selector,
+                optional=True,
+                relisted=writer.kick,
+            ),
+        ]
+        for reflector in reflectors:
+            await reflector.list()
+        self.watches += reflectors
+        writer.start()
 
     async def _resync_loop(self) -> None:
         """Safety net: re-plan every node now and then; writes happen only where something differs.
@@ -156,6 +188,8 @@ class Controller:
 
     def on_overlay(self, event_type: str | None, obj: Mapping[str, Any]) -> None:
         self._mark(self.loader.overlay(event_type, obj))
+        if self.node_overlays is not None:
+            self.node_overlays.kick()
 
     async def on_configmap(self, event_type: str | None, obj: Mapping[str, Any]) -> None:
         """A ConfigMap event from kopf."""

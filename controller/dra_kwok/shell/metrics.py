@@ -74,3 +74,12 @@ BINDING_CONDITIONS = Counter(
     ["result"],
 )
 CLAIMS_HELD = Gauge("dra_kwok_claims_held", "Allocated ResourceClaims held by the claim writer (--simulate-claims).")
+NODE_OVERLAYS = Gauge(
+    "dra_kwok_node_overlays",
+    "Karpenter NodeOverlays derived from DRANodeOverlays and desired now (--karpenter-node-overlays).",
+)
+NODE_OVERLAY_WRITES = Counter(
+    "dra_kwok_node_overlay_writes_total",
+    "Writes of derived Karpenter NodeOverlays, by result (applied, deleted, rejected, error).",
+    ["result"],
+)

@@ -39,3 +39,6 @@ class Settings:
     # watch ResourceClaims and write status.devices / binding conditions for our devices (needs the
     # chart's simulation.claims RBAC)
     simulate_claims: bool = False
+    # keep a Karpenter NodeOverlay (karpenter.sh/v1alpha1) per DRANodeOverlay, with the extended
+    # resources DeviceClasses name for its devices as capacity (needs the chart's karpenter RBAC)
+    karpenter_node_overlays: bool = False
