@@ -6,7 +6,8 @@
 #   (default: kubernetes etcd kwok helm; karpenter, Karpenter's KWOK provider for the slow e2e test,
 #   is built only when named: `make karpenter`)
 # Prints nothing but progress on stderr; `hack/build-binaries.sh --print-bindir COMPONENT` prints
-# the directory holding COMPONENT's binaries.
+# the directory holding COMPONENT's binaries, `--print-karpenter-module` Karpenter's pinned module
+# directory and the Go toolchain it is built with (one per line).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 # shellcheck source-path=SCRIPTDIR source=versions.env
@@ -37,6 +38,12 @@ binaries() {
 }
 
 if [ "${1:-}" = "--print-bindir" ]; then bindir "${2:?component}"; exit; fi
+
+# Karpenter's pinned module and the Go toolchain for it (see build_one below): the tests read the
+# module's CRDs with the same Go.
+karpenter_module() { echo "$root/tools/go/karpenter/v$KARPENTER_VERSION"; }
+karpenter_toolchain() { if [ "$GOTOOLCHAIN" != local ]; then echo "$GOTOOLCHAIN"; else echo "$KARPENTER_GOTOOLCHAIN"; fi; }
+if [ "${1:-}" = "--print-karpenter-module" ]; then karpenter_module; karpenter_toolchain; exit; fi
 
 # True (and says so) when every binary of the component is in the cache.
 cached() {
@@ -97,10 +104,9 @@ build_one() {
     # GOTOOLCHAIN when it names one, else KARPENTER_GOTOOLCHAIN (hack/versions.env: go1.27.3, as
     # v1.15.0 needs Go >= 1.26.9).
     karpenter)
-      local mod="$root/tools/go/karpenter/v$KARPENTER_VERSION" gotc="$GOTOOLCHAIN"
+      local mod gotc; mod="$(karpenter_module)"; gotc="$(karpenter_toolchain)"
       grep -qs "sigs.k8s.io/karpenter v$KARPENTER_VERSION\b" "$mod/go.mod" ||
         { echo "error: no pinned module for Karpenter $KARPENTER_VERSION: $mod/go.mod must require sigs.k8s.io/karpenter v$KARPENTER_VERSION (known: $(cd "$root/tools/go/karpenter" && echo v*))" >&2; return 1; }
-      [ "$gotc" != local ] || gotc="$KARPENTER_GOTOOLCHAIN"
       GOTOOLCHAIN="$gotc" RENAME=kwok=karpenter-kwok build karpenter "$mod" "" sigs.k8s.io/karpenter/kwok ;;
     *) bindir "$1" >/dev/null ;;
   esac

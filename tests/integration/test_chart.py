@@ -160,6 +160,14 @@ def test_rbac_is_exactly_what_the_controller_needs(helm: Helm) -> None:
         )
         container_args = find(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
         assert "--simulate-claims" in container_args
+    # karpenter.nodeOverlays.enabled adds reading DeviceClasses and writing NodeOverlays (and the flag).
+    docs = helm.template("--set", "karpenter.nodeOverlays.enabled=true")
+    role = next(d for d in docs if d["kind"] == "ClusterRole" and d["metadata"]["name"].endswith("driver"))
+    assert rules(role) - base == grants("resource.k8s.io", ["deviceclasses"], ["get", "list", "watch"]) | grants(
+        "karpenter.sh", ["nodeoverlays"], ["get", "list", "watch", "create", "patch", "update", "delete"]
+    )
+    assert "--karpenter-node-overlays" in find(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--karpenter-node-overlays" not in str(helm.template())
     docs = helm.template(namespace="karpenter")
     # With an existing ConfigMap of another name, the Role follows the name, and nothing is rendered.
     docs = helm.template("--set", "configMap.create=false", "--set", "configMap.name=mine", namespace="karpenter")

@@ -74,7 +74,7 @@ class ControllerProcess:
     def start(self, wait: bool = True) -> ControllerProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("DRA_KWOK_")}
         env.update(self.env)
-        if self.argv is None:
+        if self.argv is None or "auto" in (self.env.get("DRA_KWOK_METRICS_PORT"), self.env.get("DRA_KWOK_HEALTH_PORT")):
             self.metrics_port = self.health_port = 0  # a restart binds new ports too
         self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with self.log_path.open("ab") as log:

@@ -30,7 +30,6 @@ from tests.support.cluster import BUILD_BINARIES_SH, REPO_ROOT, Cluster, Kubectl
 from tests.support.controller import free_port
 from tests.support.wait import wait_until
 
-TOOLS_MODULE = REPO_ROOT / "tools" / "go" / "karpenter"
 KARPENTER_MODULE = "sigs.k8s.io/karpenter"
 OVERLAY_CRD = REPO_ROOT / "crds" / "test.karpenter.sh_dranodeoverlays.yaml"
 
@@ -43,6 +42,9 @@ KWOK_NODE_KEY = "kwok.x-k8s.io/node"
 # The message of Karpenter's FailedScheduling event for a pod whose claims no instance type can
 # satisfy (pkg/controllers/provisioning/scheduling, with --ignore-dra-requests=false).
 NO_INSTANCE_TYPE_FOR_CLAIMS = "no instance type can satisfy the allocation"
+# ... and for a pod whose resources.requests no instance type of the NodePool has (for an extended
+# resource: no NodeOverlay gives it to them).
+NO_INSTANCE_TYPE_WITH_RESOURCES = "no instance type which had enough resources"
 
 
 # --- the binary and the CRDs ---------------------------------------------------------------------
@@ -58,14 +60,24 @@ def karpenter_binary() -> Path:
 
 
 @cache
+def karpenter_module() -> tuple[Path, str]:
+    """The pinned module of the Karpenter release in use (tools/go/karpenter/v<KARPENTER_VERSION>)
+    and the Go toolchain hack/build-binaries.sh builds it with."""
+    out = subprocess.run(
+        [str(BUILD_BINARIES_SH), "--print-karpenter-module"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    return Path(out[0]), out[1]
+
+
+@cache
 def karpenter_module_dir() -> Path:
-    """sigs.k8s.io/karpenter's directory in the Go module cache, at the version tools/go/karpenter
-    pins (downloaded from the Go module proxy if it is not there yet)."""
-    # The caller's GOTOOLCHAIN is kept (e.g. go1.27.3 for a newer Go), as in hack/build-binaries.sh.
-    env = {**os.environ, "GOTOOLCHAIN": os.environ.get("GOTOOLCHAIN") or "local", "GOFLAGS": "-mod=mod"}
+    """sigs.k8s.io/karpenter's directory in the Go module cache, at the version the pinned module
+    requires (downloaded from the Go module proxy if it is not there yet)."""
+    module, toolchain = karpenter_module()
+    env = {**os.environ, "GOTOOLCHAIN": toolchain, "GOFLAGS": "-mod=mod"}
     proc = subprocess.run(
         ["go", "mod", "download", "-json", KARPENTER_MODULE],
-        cwd=TOOLS_MODULE,
+        cwd=module,
         capture_output=True,
         text=True,
         timeout=300,
@@ -73,9 +85,7 @@ def karpenter_module_dir() -> Path:
         env=env,
     )
     if proc.returncode != 0:
-        raise AssertionError(
-            f"go mod download {KARPENTER_MODULE} in {TOOLS_MODULE} failed:\n{proc.stderr}{proc.stdout}"
-        )
+        raise AssertionError(f"go mod download {KARPENTER_MODULE} in {module} failed:\n{proc.stderr}{proc.stdout}")
     info = json.loads(proc.stdout)
     return Path(info["Dir"])
 
@@ -195,10 +205,13 @@ def running_karpenter(cluster: Cluster, workdir: Path, **kwargs: Any) -> Iterato
 
 
 # --- our chart, with the controller as a process: tests/support/chart.py --------------------------
-def driver_values(driver: str, mappings: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Chart values with the given mappings (the process standing in for the pod binds free ports itself)."""
+def driver_values(driver: str, mappings: Sequence[Mapping[str, Any]], extended_resource: str) -> dict[str, Any]:
+    """Chart values with the given mappings, the driver's DeviceClass naming `extended_resource`, and
+    the NodeOverlays for Karpenter on (the process standing in for the pod binds free ports itself)."""
     return {
         "config": {"driver": driver, "mappings": list(mappings)},
+        "deviceClasses": [{"name": driver, "driver": driver, "extendedResourceName": extended_resource}],
+        "karpenter": {"nodeOverlays": {"enabled": True}},
     }
 
 
@@ -234,6 +247,38 @@ def node_pool(
                         {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]},
                         {"key": "karpenter.sh/capacity-type", "operator": "In", "values": ["on-demand"]},
                         {"key": INSTANCE_TYPE, "operator": "In", "values": list(instance_types)},
+                    ],
+                    "nodeClassRef": {"group": "karpenter.kwok.sh", "kind": "KWOKNodeClass", "name": node_class},
+                },
+            },
+        },
+    }
+
+
+def static_node_pool(
+    name: str,
+    node_class: str,
+    instance_type: str,
+    replicas: int,
+    labels: Mapping[str, str],
+    taint: Mapping[str, str],
+) -> dict[str, Any]:
+    """A static NodePool (Karpenter's StaticCapacity gate): Karpenter keeps `replicas` nodes of
+    `instance_type` whatever the pods, and removes one when `replicas` goes down."""
+    return {
+        "apiVersion": "karpenter.sh/v1",
+        "kind": "NodePool",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "template": {
+                "metadata": {"labels": dict(labels)},
+                "spec": {
+                    "expireAfter": "Never",
+                    "taints": [dict(taint)],
+                    "requirements": [
+                        {"key": "karpenter.sh/capacity-type", "operator": "In", "values": ["on-demand"]},
+                        {"key": INSTANCE_TYPE, "operator": "In", "values": [instance_type]},
                     ],
                     "nodeClassRef": {"group": "karpenter.kwok.sh", "kind": "KWOKNodeClass", "name": node_class},
                 },
@@ -280,10 +325,15 @@ def deployment(
     taint: Mapping[str, str],
     cpu: str = "100m",
     claim_template: str | None = None,
+    extended: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """A Deployment of busybox pods (kwok fakes their run) that tolerate `taint`; with
-    `claim_template`, each pod gets a ResourceClaim from that ResourceClaimTemplate."""
+    `claim_template`, each pod gets a ResourceClaim from that ResourceClaimTemplate; `extended`
+    resources are requested (and limited, as extended resources must be) in resources.requests."""
     container: dict[str, Any] = {"name": "c", "image": "busybox", "resources": {"requests": {"cpu": cpu}}}
+    if extended:
+        container["resources"]["requests"].update(extended)
+        container["resources"]["limits"] = dict(extended)
     spec: dict[str, Any] = {
         "nodeSelector": dict(node_selector),
         "tolerations": [{"key": taint["key"], "operator": "Equal", "value": taint["value"], "effect": taint["effect"]}],

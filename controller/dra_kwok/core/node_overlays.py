@@ -27,7 +27,7 @@ PLURAL_PATH = "/apis/karpenter.sh/v1alpha1/nodeoverlays"
 IMPLICIT_PREFIX = "deviceclass.resource.kubernetes.io/"
 NAME_PREFIX = "dra-kwok-"
 LABEL_SOURCE = "dra-kwok.test.karpenter.sh/overlay"  # the DRANodeOverlay a NodeOverlay is derived from
-KARPENTER_WEIGHT_MAX = 10000
+KARPENTER_WEIGHT_MAX = 10000  # as DRANodeOverlay's own maximum
 
 AttrValue = str | int | bool
 
@@ -131,15 +131,15 @@ class DerivedOverlay:
     source_uid: str
     weight: int
     requirements: tuple[Mapping[str, Any], ...]
-    capacity: Mapping[str, int]
+    capacity: Mapping[str, str]
 
     def manifest(self, managed_by_label: str, managed_by: str) -> dict[str, Any]:
         spec: dict[str, Any] = {
             "requirements": [dict(r) for r in self.requirements],
-            "capacity": {k: str(v) for k, v in sorted(self.capacity.items())},
+            "capacity": dict(sorted(self.capacity.items())),
         }
-        if self.weight >= 1:
-            spec["weight"] = min(self.weight, KARPENTER_WEIGHT_MAX)
+        if self.weight >= 1:  # Karpenter's range is 1 to 10000 (ours 0 to 10000); none means 0
+            spec["weight"] = self.weight
         return {
             "apiVersion": API_VERSION,
             "kind": KIND,
@@ -166,8 +166,9 @@ def node_overlay_name(source: str) -> str:
 
 
 def derive(rule: OverlayRule, uid: str, classes: Iterable[CountingClass]) -> tuple[DerivedOverlay | None, list[str]]:
-    """The NodeOverlay for one valid DRANodeOverlay, or None when no class counts any of its
-    devices; and notes on classes of its drivers that could not be counted."""
+    """The NodeOverlay for one valid DRANodeOverlay, or None when it has no capacity to tell: none
+    written in `spec.capacity` and no class counting any of its devices; and notes on classes of
+    its drivers that could not be counted. What `spec.capacity` says wins over a count."""
     capacity: dict[str, int] = {}
     notes: list[str] = []
     drivers = rule.drivers
@@ -186,10 +187,11 @@ def derive(rule: OverlayRule, uid: str, classes: Iterable[CountingClass]) -> tup
         if count:
             for resource in cls.resources:  # two classes naming one resource: the larger count, not twice
                 capacity[resource] = max(capacity.get(resource, 0), count)
-    if not capacity:
+    told = {k: str(v) for k, v in capacity.items()} | dict(rule.capacity)
+    if not told:
         return None, notes
     requirements = tuple(
         {"key": r.key, "operator": r.operator, **({"values": list(r.values)} if r.values else {})}
         for r in rule.requirements
     )
-    return DerivedOverlay(node_overlay_name(rule.name), rule.name, uid, rule.weight, requirements, capacity), notes
+    return DerivedOverlay(node_overlay_name(rule.name), rule.name, uid, rule.weight, requirements, told), notes

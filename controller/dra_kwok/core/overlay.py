@@ -34,6 +34,7 @@ class OverlayRule:
     weight: int
     requirements: tuple[Requirement, ...]
     pools: tuple[PoolSpec, ...]
+    capacity: tuple[tuple[str, str], ...] = ()  # `spec.capacity` as written: what Karpenter plans with
 
     @property
     def drivers(self) -> frozenset[str]:
@@ -114,7 +115,8 @@ def load_overlay(obj: Mapping[str, Any], target: Target = DEFAULT_TARGET) -> tup
         issues += surprise_issues(("spec", "capacity", key), value)
     if errors(issues):
         return None, issues
-    return OverlayRule(name, spec.effective_weight, tuple(spec.requirements), tuple(pools)), issues
+    capacity = tuple(sorted((k, str(v)) for k, v in spec.capacity.items()))
+    return OverlayRule(name, spec.effective_weight, tuple(spec.requirements), tuple(pools), capacity), issues
 
 
 def _explain_missing(issue: Issue) -> Issue:

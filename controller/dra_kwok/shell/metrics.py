@@ -80,6 +80,6 @@ NODE_OVERLAYS = Gauge(
 )
 NODE_OVERLAY_WRITES = Counter(
     "dra_kwok_node_overlay_writes_total",
-    "Writes of derived Karpenter NodeOverlays, by result (applied, deleted, rejected, error).",
+    "Writes of derived Karpenter NodeOverlays, by result (applied, deleted, conflict, rejected, error).",
     ["result"],
 )

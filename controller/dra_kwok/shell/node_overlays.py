@@ -21,7 +21,7 @@ from ..core.node_overlays import PLURAL_PATH, CountingClass, counting_class, der
 from ..core.render import LABEL_MANAGED_BY
 from ..core.versions import EXTENDED
 from . import metrics
-from .api import ApiError, NotFound
+from .api import ApiError, Conflict, NotFound
 from .world import World
 
 log = logging.getLogger("dra_kwok.node_overlays")
@@ -66,6 +66,7 @@ class NodeOverlayWriter:
         self.wanted = asyncio.Event()
         self.notes_said: set[str] = set()
         self.absent_said = False
+        self.conflicts_said: set[str] = set()
         self.task: asyncio.Task[None] | None = None
         self.synced = asyncio.Event()  # set after a sync that left nothing to do (tests wait on it)
 
@@ -167,10 +168,23 @@ class NodeOverlayWriter:
             if held is not None and held[0] == _held(manifest):
                 continue
             try:
-                await self.api.apply(PLURAL_PATH, name, manifest, manager)
+                # Not forced: a NodeOverlay of this name that another installation (or a person)
+                # keeps is left to them.
+                await self.api.apply(PLURAL_PATH, name, manifest, manager, force=False)
             except NotFound:
                 self._absent()
                 return False
+            except Conflict as exc:
+                metrics.NODE_OVERLAY_WRITES.labels(result="conflict").inc()
+                if name not in self.conflicts_said:
+                    self.conflicts_said.add(name)
+                    log.warning(
+                        "NodeOverlay %s is kept by another field manager, left as it is: %s; fix: delete it, or "
+                        "turn karpenter.nodeOverlays off in the other installation",
+                        name,
+                        exc.message,
+                    )
+                continue
             except ApiError as exc:
                 metrics.NODE_OVERLAY_WRITES.labels(result="rejected" if exc.status == 422 else "error").inc()
                 log.error("NodeOverlay %s: not written: %s", name, exc)
