@@ -15,6 +15,10 @@ KUBE_SIMULATION := 1.36.3
 # Go, which the go command fetches from the module proxy); the hack scripts do the same.
 GOTOOLCHAIN ?= local
 export GOTOOLCHAIN
+# The Karpenter release of the slow end-to-end tests and the Go it is built with (defaults in
+# hack/versions.env: 1.15.0 with go1.27.3); the previous one: KARPENTER_VERSION=1.14.1
+# KARPENTER_GOTOOLCHAIN=local.
+export KARPENTER_VERSION KARPENTER_GOTOOLCHAIN
 
 .PHONY: help
 help: ## List the targets.

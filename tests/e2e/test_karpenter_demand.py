@@ -174,10 +174,11 @@ def test_extended_resource_demand_launches_the_overlays_instance_type_from_the_d
     [pending] = f.wait(
         lambda: [p for p in f.pods("er") if p["status"].get("phase") == "Pending"] or None, "the third pod"
     )
-    f.wait(
+    event = f.wait(
         lambda: karpenter_said(f, pending["metadata"]["name"], NO_INSTANCE_TYPE_WITH_RESOURCES),
         "Karpenter's FailedScheduling event: no instance type has the resource",
     )
+    assert f.resource in event["message"], event["message"]
     assert [c["metadata"]["name"] for c in node_claims(f, f.nodepool)] == [claim2["metadata"]["name"]]
     f.step("flow", total)
 

@@ -175,12 +175,22 @@ def _run(d: Derivation, cluster: Cluster, cleanup: Cleanup, unique_name: Callabl
     wait_until(invalid, timeout=TIMEOUT, what="the overlay's status to say InvalidSpec")
     assert d.capacity() == {d.resource: "7", implicit: "7"}
 
-    # 5. A restart writes nothing: what is there is what is wanted.
+    # 5. A restart while the DRANodeOverlay is invalid writes nothing and keeps the NodeOverlay:
+    # the last valid spec is not known to the new process, so what it said stays (as the slices).
+    # Fixed again, the NodeOverlay follows; a further restart writes nothing.
+    d.controller.stop()
+    d.controller.start()
+    wait_until(lambda: d.controller is not None and d.controller.metrics().get("dra_kwok_node_overlays") == 1,
+               timeout=TIMEOUT, what="the restarted controller to keep the NodeOverlay")  # fmt: skip
+    assert d.capacity() == {d.resource: "7", implicit: "7"}
+    assert d.writes("applied") == 0 and d.writes("deleted") == 0, d.controller.log()
+    d.apply_overlay(count=2, weight=7)
+    wait_until(lambda: d.capacity() == {d.resource: "3", implicit: "3"}, timeout=TIMEOUT, what="the fixed spec")
     d.controller.stop()
     d.controller.start()
     wait_until(lambda: d.controller is not None and d.controller.metrics().get("dra_kwok_node_overlays") == 1,
                timeout=TIMEOUT, what="the restarted controller to desire the NodeOverlay")  # fmt: skip
-    assert d.writes("applied") == 0, d.controller.log()
+    assert d.writes("applied") == 0 and d.writes("deleted") == 0, d.controller.log()
 
     # 6. Deleted with its DRANodeOverlay: by us while we run; by the garbage collector (the owner
     # reference) while we do not.

@@ -44,7 +44,9 @@ KWOK_NODE_KEY = "kwok.x-k8s.io/node"
 NO_INSTANCE_TYPE_FOR_CLAIMS = "no instance type can satisfy the allocation"
 # ... and for a pod whose resources.requests no instance type of the NodePool has (for an extended
 # resource: no NodeOverlay gives it to them).
-NO_INSTANCE_TYPE_WITH_RESOURCES = "no instance type which had enough resources"
+# (Observed worded "no instance type has enough resources" and "no instance type which had enough
+# resources ...", depending on the path taken.)
+NO_INSTANCE_TYPE_WITH_RESOURCES = "enough resources"
 
 
 # --- the binary and the CRDs ---------------------------------------------------------------------

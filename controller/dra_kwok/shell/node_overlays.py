@@ -17,7 +17,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from ..core.node_overlays import PLURAL_PATH, CountingClass, counting_class, derive
+from ..core.node_overlays import LABEL_SOURCE, PLURAL_PATH, CountingClass, counting_class, derive
 from ..core.render import LABEL_MANAGED_BY
 from ..core.versions import EXTENDED
 from . import metrics
@@ -62,7 +62,8 @@ class NodeOverlayWriter:
         self.world = world
         self.api = api
         self.classes: dict[str, CountingClass] = {}
-        self.held: dict[str, tuple[tuple[Any, ...], str]] = {}  # our NodeOverlays: name -> (compared, uid)
+        # our NodeOverlays: name -> (what is compared, uid, the DRANodeOverlay it was derived from)
+        self.held: dict[str, tuple[tuple[Any, ...], str, str]] = {}
         self.wanted = asyncio.Event()
         self.notes_said: set[str] = set()
         self.absent_said = False
@@ -109,7 +110,7 @@ class NodeOverlayWriter:
             if self.held.pop(name, None) is not None:
                 self.kick()  # deleted by somebody else while still desired: made again
             return
-        held = (_held(obj), str(meta.get("uid") or ""))
+        held = (_held(obj), str(meta.get("uid") or ""), str((meta.get("labels") or {}).get(LABEL_SOURCE) or ""))
         if self.held.get(name) != held:
             self.held[name] = held
             self.kick()
@@ -157,10 +158,18 @@ class NodeOverlayWriter:
                 await asyncio.wait_for(self.wanted.wait(), min(RETRY_MAX, RETRY * 2 ** (failures - 1)))
             self.wanted.set()
 
+    def _kept(self, name: str) -> bool:
+        """A NodeOverlay nothing desires, kept because its DRANodeOverlay exists but has not had a
+        valid spec since we started (after a restart with an invalid edit): we do not know what it
+        last said, so what it said before stays, as its slices do."""
+        state = self.world.overlays.get(self.held[name][2])
+        return state is not None and state.rule is None
+
     async def sync(self) -> bool:
         """One pass; False when something is to be tried again."""
         desired = self.desired()
-        metrics.NODE_OVERLAYS.set(len(desired))
+        kept = [n for n in self.held if n not in desired and self._kept(n)]
+        metrics.NODE_OVERLAYS.set(len(desired) + len(kept))
         ok = True
         manager = self.world.settings.field_manager
         for name, manifest in desired.items():
@@ -198,8 +207,9 @@ class NodeOverlayWriter:
                 manifest["spec"]["requirements"],
             )
             # Recorded now, so the echo of our own write is not taken for somebody else's change.
-            self.held[name] = (_held(manifest), self.held.get(name, ((), ""))[1])
-        for name in [n for n in self.held if n not in desired]:
+            uid = self.held[name][1] if name in self.held else ""
+            self.held[name] = (_held(manifest), uid, manifest["metadata"]["labels"][LABEL_SOURCE])
+        for name in [n for n in self.held if n not in desired and n not in kept]:
             try:
                 await self.api.delete(PLURAL_PATH, name, self.held[name][1] or None)
             except ApiError as exc:
