@@ -332,6 +332,12 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         feature_gates=args.feature_gates,
         simulate_claims=args.simulate_claims,
         karpenter_node_overlays=args.karpenter_node_overlays,
+        leader_elect=args.leader_elect,
+        leader_election_namespace=args.leader_election_namespace,
+        leader_election_id=args.leader_election_id,
+        lease_duration=args.lease_duration,
+        renew_deadline=args.renew_deadline,
+        retry_period=args.retry_period,
     )
 
 
@@ -636,6 +642,35 @@ def build_parser() -> argparse.ArgumentParser:
         "(env DRA_KWOK_KARPENTER_NODE_OVERLAYS=true; needs RBAC for nodeoverlays and deviceclasses: the "
         "chart's karpenter.nodeOverlays.enabled; default: off)",
     )
+    run.add_argument(
+        "--leader-elect",
+        action="store_true",
+        default=_env("LEADER_ELECT", "").strip().lower() in ("1", "true", "yes"),
+        help="run as one of several replicas: the holder of a coordination.k8s.io Lease writes, the others watch "
+        "and stand by (env DRA_KWOK_LEADER_ELECT=true; needs RBAC for leases: the chart sets it; default: off, "
+        "a single writer)",
+    )
+    run.add_argument(
+        "--leader-election-namespace",
+        default=_env("LEADER_ELECTION_NAMESPACE", ""),
+        help="namespace of the Lease (default: the ConfigMap's, --namespace)",
+    )
+    run.add_argument(
+        "--leader-election-id",
+        default=_env("LEADER_ELECTION_ID", ""),
+        help="name of the Lease (default: the --managed-by value; replicas of one installation share it)",
+    )
+    for flag, default, what in (
+        ("--lease-duration", 15.0, "how long a standby waits, after the Lease last changed, before taking it"),
+        ("--renew-deadline", 10.0, "how long the leader keeps writing without renewing the Lease"),
+        ("--retry-period", 2.0, "seconds between renewals and between a standby's attempts"),
+    ):
+        run.add_argument(
+            flag,
+            type=float,
+            default=float(_env(flag[2:].upper().replace("-", "_"), str(default))),
+            help=f"{what} (seconds, default {default:g}; retry period < renew deadline < lease duration)",
+        )
     _add_target_arguments(run, learned=True)
     run.set_defaults(func=cmd_run)
 

@@ -84,7 +84,15 @@ def test_chart_lints_strictly(helm: Helm, values: Path | None) -> None:
             "at '/config/driver': 'karpenter.sh/dra-kwok-driver'",
         ),
         (["--set", "config.driver=Upper.Case"], "at '/config/driver'"),
-        (["--set", "replicaCount=2"], "at '/replicaCount': maximum: got 2, want 1"),
+        (["--set", "replicaCount=11"], "at '/replicaCount': maximum: got 11, want 10"),
+        (
+            ["--set", "replicaCount=2", "--set", "controller.leaderElection.enabled=false"],
+            "replicaCount 2 needs controller.leaderElection.enabled=true",
+        ),
+        (
+            ["--set", "controller.leaderElection.renewDeadline=20"],
+            "retryPeriod (2) < renewDeadline (20) < leaseDuration (15) is needed",
+        ),
         (["--set", "replicaCount=one"], "at '/replicaCount'"),
         (["--set", "metrics.port=70000"], "at '/metrics/port': maximum"),
         (["--set", "health.port=0"], "at '/health/port': minimum"),
@@ -133,7 +141,15 @@ def test_rbac_is_exactly_what_the_controller_needs(helm: Helm) -> None:
     )
     role = find(docs, "Role")
     assert role["metadata"]["namespace"] == "karpenter"
-    assert rules(role) == grants("", ["configmaps"], ["get", "list", "watch"], name="dra-kwok-configmap")
+    lease_rules = grants("coordination.k8s.io", ["leases"], ["get", "update"], name="test-dra-kwok-driver") | grants(
+        "coordination.k8s.io", ["leases"], ["create"]
+    )
+    assert rules(role) == grants("", ["configmaps"], ["get", "list", "watch"], name="dra-kwok-configmap") | lease_rules
+    # Without leader election: no Lease rules (and at most one replica, strategy Recreate).
+    docs_single = helm.template("--set", "controller.leaderElection.enabled=false", "--set", "replicaCount=1")
+    assert rules(find(docs_single, "Role")) == grants(
+        "", ["configmaps"], ["get", "list", "watch"], name="dra-kwok-configmap"
+    )
     hook_role = find(docs, "ClusterRole", "-cleanup")
     assert rules(hook_role) == grants("resource.k8s.io", ["resourceslices"], ["list", "delete"])
     for doc in docs:
@@ -172,7 +188,7 @@ def test_rbac_is_exactly_what_the_controller_needs(helm: Helm) -> None:
     # With an existing ConfigMap of another name, the Role follows the name, and nothing is rendered.
     docs = helm.template("--set", "configMap.create=false", "--set", "configMap.name=mine", namespace="karpenter")
     assert not [d for d in docs if d["kind"] == "ConfigMap"]
-    assert rules(find(docs, "Role")) == grants("", ["configmaps"], ["get", "list", "watch"], name="mine")
+    assert rules(find(docs, "Role")) == grants("", ["configmaps"], ["get", "list", "watch"], name="mine") | lease_rules
     env = container_env(find(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0])
     assert env["DRA_KWOK_CONFIGMAP_NAME"] == "mine"
 
@@ -180,7 +196,19 @@ def test_rbac_is_exactly_what_the_controller_needs(helm: Helm) -> None:
 def test_hook_and_deployment_are_hardened(helm: Helm) -> None:
     docs = helm.template(namespace="karpenter")
     deployment = find(docs, "Deployment")
-    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    # Two replicas with leader election: the new pod stands by until the old one gives the Lease up.
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+    }
+    env = container_env(deployment["spec"]["template"]["spec"]["containers"][0])
+    assert (env["DRA_KWOK_LEADER_ELECT"], env["DRA_KWOK_LEASE_DURATION"]) == ("true", "15")
+    single = find(
+        helm.template("--set", "controller.leaderElection.enabled=false", "--set", "replicaCount=1"), "Deployment"
+    )
+    assert single["spec"]["strategy"] == {"type": "Recreate"}
+    assert "DRA_KWOK_LEADER_ELECT" not in container_env(single["spec"]["template"]["spec"]["containers"][0])
     pod = deployment["spec"]["template"]["spec"]
     job = find(docs, "Job", "-cleanup")
     assert job["metadata"]["annotations"]["helm.sh/hook"] == "post-delete"

@@ -76,10 +76,11 @@ def test_every_run_flag_has_the_environment_variable_its_help_names(monkeypatch:
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     run = sub.choices["run"]
     flags = [o for a in run._actions for o in a.option_strings if o.startswith("--") and o != "--help"]
-    assert len(flags) == 21, flags
+    assert len(flags) == 28, flags
     for flag in flags:
         name = "DRA_KWOK_" + renamed.get(flag, flag[2:].upper().replace("-", "_"))
-        value = {"--kwok-label": "k=v", "--log-format": "json", "--simulate-claims": "True"}.get(flag, "7")
+        booleans = ("--simulate-claims", "--karpenter-node-overlays", "--leader-elect")
+        value = {"--kwok-label": "k=v", "--log-format": "json", **dict.fromkeys(booleans, "True")}.get(flag, "7")
         monkeypatch.setenv(name, value)
         s = settings()
         monkeypatch.delenv(name)
@@ -105,6 +106,13 @@ def test_every_run_flag_has_the_environment_variable_its_help_names(monkeypatch:
             "--resync-seconds": s.resync_seconds,
             "--unready-after": s.unready_after,
             "--simulate-claims": s.simulate_claims,
+            "--karpenter-node-overlays": s.karpenter_node_overlays,
+            "--leader-elect": s.leader_elect,
+            "--leader-election-namespace": s.leader_election_namespace,
+            "--leader-election-id": s.leader_election_id,
+            "--lease-duration": s.lease_duration,
+            "--renew-deadline": s.renew_deadline,
+            "--retry-period": s.retry_period,
         }[flag]
         assert str(shown) in (value, str(float(value)) if value.isdigit() else value), (flag, name, shown)
 

@@ -13,7 +13,7 @@ import contextlib
 import json
 import logging
 import random
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -33,6 +33,11 @@ NODES_PATH = "/api/v1/nodes"
 RETRYABLE = frozenset({429, 500, 502, 503, 504})
 MAX_ATTEMPTS = 8
 CONNECTION_ERROR = "connection error"  # the reason of a request that got no answer
+
+
+# The metadata-only representation (what controller-runtime's metadata informers ask for).
+METADATA = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
+METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
 
 
 class ApiError(Exception):
@@ -57,6 +62,13 @@ class Conflict(ApiError):
 
 class Rejected(ApiError):
     """400 or 422: the apiserver refuses the content itself; sending it again cannot help."""
+
+
+class NotLeading(ApiError):
+    """A write refused before it was sent: this replica does not hold the leader Lease (any more)."""
+
+    def __init__(self) -> None:
+        super().__init__(0, "NotLeading", "not the leader (the Lease is not renewed): writes are stopped")
 
 
 _BY_STATUS: dict[int, type[ApiError]] = {404: NotFound, 409: Conflict, 400: Rejected, 422: Rejected}
@@ -107,6 +119,8 @@ class KubeApi:
         self._client = api_client
         self._inflight = asyncio.Semaphore(concurrency)
         self.health = health  # told every answer (and every connection error), for /readyz
+        # With leader election: whether writes may go out now (checked before each one is sent).
+        self.may_write: Callable[[], bool] | None = None
 
     async def close(self) -> None:
         await self._client.close()  # type: ignore[no-untyped-call]
@@ -120,14 +134,22 @@ class KubeApi:
         body: Any = None,
         content_type: str = "application/json",
         verb: str = "",
+        fenced: bool = True,
+        accept: str = "application/json",
     ) -> Any:
-        """Send one request; returns the decoded JSON body (None when empty)."""
-        headers = {"Accept": "application/json", "Content-Type": content_type}
+        """Send one request; returns the decoded JSON body (None when empty). A write (`fenced`,
+        anything but GET) raises NotLeading, unsent, while `may_write` says no: the leader Lease's
+        own requests are the only unfenced writes."""
+        if fenced and method != "GET" and self.may_write is not None and not self.may_write():
+            raise NotLeading()
+        headers = {"Accept": accept, "Content-Type": content_type}
         _, url, headers, _, _ = await self._client.param_serialize(
             method, path, query_params=list((query or {}).items()), header_params=headers, auth_settings=["BearerToken"]
         )
         delay = 0.2
         for attempt in range(1, MAX_ATTEMPTS + 1):
+            if attempt > 1 and fenced and method != "GET" and self.may_write is not None and not self.may_write():
+                raise NotLeading()  # the Lease was lost while this write waited to be retried
             status, reason, text, retry_after = await self._send(method, url, headers, body)
             metrics.API_REQUESTS.labels(verb=verb or method.lower(), code=str(status)).inc()
             if self.health is not None:
@@ -181,16 +203,18 @@ class KubeApi:
             query["continue"] = cont
 
     async def list_pages(
-        self, path: str, label_selector: str | None = None, limit: int = 500
+        self, path: str, label_selector: str | None = None, limit: int = 500, metadata_only: bool = False
     ) -> AsyncIterator[tuple[list[dict[str, Any]], str]]:
         """The items of a collection a page at a time, with the list's resourceVersion: only one
         page is held in memory, which at thousands of nodes (kilobytes of managedFields each) is
-        most of a restart's peak RSS."""
+        most of a restart's peak RSS. `metadata_only`: each item's metadata alone
+        (PartialObjectMetadata), all that the controller reads of a Node."""
         query = {"limit": str(limit)}
         if label_selector:
             query["labelSelector"] = label_selector
+        accept = METADATA_LIST if metadata_only else "application/json"
         while True:
-            page = await self.request("GET", path, query=query, verb="list")
+            page = await self.request("GET", path, query=query, verb="list", accept=accept)
             meta = page.get("metadata") or {}
             yield page.get("items") or [], meta.get("resourceVersion", "")
             cont = meta.get("continue")
@@ -200,10 +224,12 @@ class KubeApi:
 
     @contextlib.asynccontextmanager
     async def stream(
-        self, path: str, query: Mapping[str, str], timeout: float
+        self, path: str, query: Mapping[str, str], timeout: float, metadata_only: bool = False
     ) -> AsyncIterator[aiohttp.ClientResponse]:
-        """A streaming GET (a watch), outside the concurrency limit: it stays open for minutes."""
-        headers = {"Accept": "application/json"}
+        """A streaming GET (a watch), outside the concurrency limit: it stays open for minutes.
+        `metadata_only`: events carry PartialObjectMetadata (a Node's status heartbeat is then a
+        small event: no conditions, images or capacity to decode)."""
+        headers = {"Accept": METADATA if metadata_only else "application/json"}
         _, url, headers, _, _ = await self._client.param_serialize(
             "GET", path, query_params=list(query.items()), header_params=headers, auth_settings=["BearerToken"]
         )

@@ -35,6 +35,7 @@ from .claims import CLAIMS_PATH, ClaimWriter
 from .endpoints import Endpoints
 from .events import EventPoster
 from .health import ApiHealth
+from .leader import LeaderElector
 from .loading import Loader
 from .node_overlays import DEVICE_CLASSES_PATH, NODE_OVERLAYS_PATH, NodeOverlayWriter
 from .reconciler import Reconciler
@@ -64,6 +65,8 @@ class Controller:
         self.checking_configmap: asyncio.Task[None] | None = None
         self.claims: ClaimWriter | None = None  # with --simulate-claims
         self.node_overlays: NodeOverlayWriter | None = None  # with --karpenter-node-overlays
+        self.elector: LeaderElector | None = None  # with --leader-elect
+        self.writer_tasks: list[asyncio.Task[None]] = []  # the leader's
 
     # --- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -91,53 +94,94 @@ class Controller:
             if self.claims is None:
                 self.claims = ClaimWriter(self.world, self.api)
                 self.world.on_claim_pools = self.claims.pools_changed
-                self.claims.start()
             claims = Reflector(self.api, "claim", CLAIMS_PATH, self.claims.on_claim, self.claims.missing)
             await claims.list()
             self.watches.append(claims)
         if s.karpenter_node_overlays:
-            await self._start_node_overlays()
-        self.reconciler = Reconciler(self.world, self.api, s.workers)
-        self.reconciler.start()
-        self.reconciler.mark(self.world.all_nodes())
-        reconciler = self.reconciler
-        status = StatusWriter(self.world, self.api, self.events, s, lambda: not reconciler.idle.is_set())
+            await self._list_node_overlays()
         self.tasks += [asyncio.create_task(w.run(), name=f"watch-{w.kind}") for w in self.watches]
-        self.tasks += [
-            asyncio.create_task(status.run(), name="overlay-status"),
-            asyncio.create_task(self._resync_loop(), name="resync"),
-            asyncio.create_task(self.endpoints.probe_loop(), name="health-probe"),
-        ]
+        self.tasks.append(asyncio.create_task(self.endpoints.probe_loop(), name="health-probe"))
+        if s.leader_elect:
+            # Everything above runs on every replica (a standby's World is current); the writers
+            # run on the leader only, and every write is refused unless it holds the Lease.
+            if self.elector is None:
+                self.elector = LeaderElector(
+                    self.api,
+                    s.leader_election_namespace or s.configmap_namespace,
+                    s.leader_election_id or s.managed_by,
+                    s.leader_identity or f"{socket.gethostname()}_{os.getpid()}",
+                    s.lease_duration,
+                    s.renew_deadline,
+                    s.retry_period,
+                )
+                self.api.may_write = self.events.may_post = self.elector.may_write
+            self.tasks.append(asyncio.create_task(self.elector.run(self._lead, self._stand_by), name="leader"))
+        else:
+            await self._lead()
         self.ready = True
         self.health.started = True
         self.health.report()
         log.info(
-            "started: %d KWOK nodes, %d overlays, %d managed slices, ConfigMap %s/%s %s",
+            "started: %d KWOK nodes, %d overlays, %d managed slices, ConfigMap %s/%s %s%s",
             len(self.world.nodes),
             len(self.world.overlays),
             len(self.world.slice_node),
             s.configmap_namespace,
             s.configmap_name,
             "found" if self.world.config.present else "absent (no fallback mappings)",
+            "; leader election on: writing once the Lease is ours" if s.leader_elect else "",
         )
 
-    async def stop(self) -> None:
-        self.ready = False
-        for t in self.tasks:
+    async def _lead(self) -> None:
+        """Start the writers: every node decided (writes only where the cluster differs), the
+        overlay status, the resync, the claim and NodeOverlay writers."""
+        assert self.api is not None
+        s = self.settings
+        self.reconciler = Reconciler(self.world, self.api, s.workers)
+        self.reconciler.start()
+        self.reconciler.mark(self.world.all_nodes())
+        reconciler = self.reconciler
+        status = StatusWriter(self.world, self.api, self.events, s, lambda: not reconciler.idle.is_set())
+        self.writer_tasks = [
+            asyncio.create_task(status.run(), name="overlay-status"),
+            asyncio.create_task(self._resync_loop(), name="resync"),
+        ]
+        if self.claims is not None:
+            self.claims.start()
+        if self.node_overlays is not None:
+            self.node_overlays.start()
+
+    async def _stand_by(self) -> None:
+        """The Lease is lost: writes are already refused (`may_write`); stop the writers."""
+        for t in self.writer_tasks:
             t.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
-        await self.events.stop()
+        await asyncio.gather(*self.writer_tasks, return_exceptions=True)
+        self.writer_tasks = []
         if self.reconciler is not None:
-            await self.reconciler.stop()
+            reconciler, self.reconciler = self.reconciler, None
+            await reconciler.stop()
         if self.claims is not None:
             await self.claims.stop()
         if self.node_overlays is not None:
             await self.node_overlays.stop()
+
+    async def stop(self) -> None:
+        self.ready = False
+        # The leader refuses writes, stops its writers, then gives the Lease up: a standby takes
+        # over at once, with nothing of ours still being written.
+        leading = self.elector.fence() if self.elector is not None else False
+        await self._stand_by()
+        if leading and self.elector is not None:
+            await self.elector.release()
+        for t in self.tasks:
+            t.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.events.stop()
         if self.api is not None:
             await self.api.close()
         await self.endpoints.stop()
 
-    async def _start_node_overlays(self) -> None:
+    async def _list_node_overlays(self) -> None:
         """The DeviceClasses and our NodeOverlays, listed before the first pass of the writer."""
         assert self.api is not None
         if self.node_overlays is None:
@@ -159,7 +203,6 @@ class Controller:
         for reflector in reflectors:
             await reflector.list()
         self.watches += reflectors
-        writer.start()
 
     async def _resync_loop(self) -> None:
         """Safety net: re-plan every node now and then; writes happen only where something differs.

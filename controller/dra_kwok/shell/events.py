@@ -7,7 +7,7 @@ import asyncio
 import datetime
 import logging
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from ..core.models import OVERLAY_GROUP, OVERLAY_KIND, OVERLAY_VERSION
@@ -73,9 +73,10 @@ class EventPoster:
     def __init__(self, api: EventApi | None = None) -> None:
         self.api = api
         self.tasks: set[asyncio.Task[None]] = set()
+        self.may_post: Callable[[], bool] | None = None  # with leader election: the leader posts, a standby not
 
     def post(self, obj: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
-        if self.api is None:
+        if self.api is None or (self.may_post is not None and not self.may_post()):
             return
         body = event_body(obj, type_, reason, message, now())
         namespace = body["metadata"]["namespace"]

@@ -83,3 +83,7 @@ NODE_OVERLAY_WRITES = Counter(
     "Writes of derived Karpenter NodeOverlays, by result (applied, deleted, conflict, rejected, error).",
     ["result"],
 )
+LEADER = Gauge(
+    "dra_kwok_leader", "1 while this replica holds the leader Lease and writes (--leader-elect); 0 standing by."
+)
+LEADER_TRANSITIONS = Counter("dra_kwok_leader_transitions_total", "Times this replica became the leader.")

@@ -42,3 +42,12 @@ class Settings:
     # keep a Karpenter NodeOverlay (karpenter.sh/v1alpha1) per DRANodeOverlay, with the extended
     # resources DeviceClasses name for its devices as capacity (needs the chart's karpenter RBAC)
     karpenter_node_overlays: bool = False
+    # one replica writes, the others stand by: a coordination.k8s.io Lease in `leader_election_namespace`
+    # (default: the ConfigMap's) named `leader_election_id` (default: the managed-by value)
+    leader_elect: bool = False
+    leader_election_namespace: str = ""
+    leader_election_id: str = ""
+    leader_identity: str = ""  # default: <hostname>_<pid>
+    lease_duration: float = 15.0
+    renew_deadline: float = 10.0
+    retry_period: float = 2.0

@@ -34,7 +34,11 @@ def make_reflectors(
     missing = world.missing
     managed = f"{LABEL_MANAGED_BY}={world.settings.managed_by}"
     return [
-        Reflector(api, "node", NODES_PATH, on_node, functools.partial(missing, "node"), relisted=relisted),
+        # Nodes by their metadata alone: labels, annotations, uid and creation time are all that is
+        # read of them, and most node events are status heartbeats.
+        Reflector(
+            api, "node", NODES_PATH, on_node, functools.partial(missing, "node"), relisted=relisted, metadata_only=True
+        ),
         Reflector(api, "slice", SLICES_PATH, on_slice, functools.partial(missing, "slice"), managed, relisted=relisted),
         Reflector(
             api,

@@ -76,11 +76,11 @@ class WatchApi(Protocol):
     """The two calls the Reflector makes: `KubeApi` satisfies it, and so can a test's fake."""
 
     def list_pages(
-        self, path: str, label_selector: str | None = None, limit: int = 500
+        self, path: str, label_selector: str | None = None, limit: int = 500, metadata_only: bool = False
     ) -> AsyncIterator[tuple[list[dict[str, Any]], str]]: ...
 
     def stream(
-        self, path: str, query: Mapping[str, str], timeout: float
+        self, path: str, query: Mapping[str, str], timeout: float, metadata_only: bool = False
     ) -> AbstractAsyncContextManager[WatchResponse]: ...
 
 
@@ -106,6 +106,7 @@ class Reflector:
         optional: bool = False,
         *,
         relisted: Callable[[], None] | None = None,
+        metadata_only: bool = False,
     ):
         self.api = api
         self.kind = kind
@@ -115,6 +116,7 @@ class Reflector:
         self.label_selector = label_selector
         self.optional = optional
         self.relisted = relisted  # called after each complete listing but the first
+        self.metadata_only = metadata_only  # objects as PartialObjectMetadata: for kinds read by metadata alone
         self.listed_once = False  # a listing has completed: any later one follows a gap
         self.absent = False  # an optional kind the API answered 404 for at the last listing
         self.absent_poll = ABSENT_POLL
@@ -134,7 +136,8 @@ class Reflector:
         listed: list[str] = []
         version = ""
         try:
-            async for items, page_version in self.api.list_pages(self.path, label_selector=self.label_selector):
+            pages = self.api.list_pages(self.path, label_selector=self.label_selector, metadata_only=self.metadata_only)
+            async for items, page_version in pages:
                 version = page_version
                 for obj in items:
                     listed.append(_name(obj))
@@ -209,7 +212,9 @@ class Reflector:
         }
         if self.label_selector:
             query["labelSelector"] = self.label_selector
-        async with self.api.stream(self.path, query, timeout=SERVER_TIMEOUT + 60) as resp:
+        async with self.api.stream(
+            self.path, query, timeout=SERVER_TIMEOUT + 60, metadata_only=self.metadata_only
+        ) as resp:
             if resp.status == 410:
                 raise Gone()
             if resp.status == 404 and self.optional:

@@ -99,7 +99,7 @@ class FakeWatchApi:
         return step
 
     async def list_pages(
-        self, path: str, label_selector: str | None = None, limit: int = 500
+        self, path: str, label_selector: str | None = None, limit: int = 500, metadata_only: bool = False
     ) -> AsyncIterator[tuple[list[dict[str, Any]], str]]:
         query = {"labelSelector": label_selector} if label_selector else {}
         self.calls.append(("list", path, query))
@@ -111,7 +111,9 @@ class FakeWatchApi:
             raise step.error
 
     @contextlib.asynccontextmanager
-    async def stream(self, path: str, query: Mapping[str, str], timeout: float) -> AsyncIterator[FakeResponse]:
+    async def stream(
+        self, path: str, query: Mapping[str, str], timeout: float, metadata_only: bool = False
+    ) -> AsyncIterator[FakeResponse]:
         self.calls.append(("watch", path, dict(query)))
         step = self._next(Stream)
         assert isinstance(step, Stream)
