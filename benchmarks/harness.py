@@ -206,7 +206,7 @@ class Bench:
         every 10 s whether it has appeared)."""
         k = self.cluster.kubectl
         k("apply", "--server-side", "--force-conflicts", "-f", str(CRD_FILE))
-        k("wait", "--for=condition=Established", "crd/dranodeoverlays.test.karpenter.sh", "--timeout=60s")
+        self.cluster.wait_established("crd/dranodeoverlays.test.karpenter.sh", timeout=60)  # not kubectl wait: racy
         k("create", "namespace", self.namespace)
         k("create", "serviceaccount", SERVICE_ACCOUNT, "-n", self.namespace)
         k(
