@@ -335,6 +335,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         leader_elect=args.leader_elect,
         leader_election_namespace=args.leader_election_namespace,
         leader_election_id=args.leader_election_id,
+        leader_identity=args.leader_election_identity,
         lease_duration=args.lease_duration,
         renew_deadline=args.renew_deadline,
         retry_period=args.retry_period,
@@ -659,6 +660,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--leader-election-id",
         default=_env("LEADER_ELECTION_ID", ""),
         help="name of the Lease (default: the --managed-by value; replicas of one installation share it)",
+    )
+    run.add_argument(
+        "--leader-election-identity",
+        default=_env("LEADER_ELECTION_IDENTITY", ""),
+        help="this replica's name in the Lease (default: <hostname>_<pid>; the chart gives the Pod's name)",
     )
     for flag, default, what in (
         ("--lease-duration", 15.0, "how long a standby waits, after the Lease last changed, before taking it"),

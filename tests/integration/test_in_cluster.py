@@ -18,6 +18,7 @@ Dockerfile from drifting apart is that the test reads the Dockerfile, and
 from __future__ import annotations
 
 import json
+import time
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
@@ -202,4 +203,94 @@ def test_controller_started_while_the_apiserver_is_unreachable_becomes_ready_onc
     finally:
         if container is not None:
             container.close()
+        release.uninstall_without_hooks()
+
+
+@pytest.mark.slow
+@pytest.mark.cluster
+def test_the_charts_two_replicas_one_leads_and_the_other_takes_over_when_it_is_killed(
+    cluster: Cluster, namespace: str, unique_name: Callable[[str], str], cleanup: Cleanup, tmp_path: Path
+) -> None:
+    """The chart's defaults: two replicas, leader election with its 15 s lease. Both Pods run as
+    their containers; one leads and publishes, the other stands by with no write; SIGKILL of the
+    leader's container (no chance to give the Lease up) and the standby publishes a node created
+    meanwhile, once the Lease has expired."""
+    image = Image.from_dockerfile()
+    instance_type = unique_name("ha")
+    release = Release(cluster, unique_name("ha"), namespace, tmp_path)
+    values: dict[str, Any] = {
+        "nodeSelector": NO_NODE,
+        "config": {
+            "driver": f"{unique_name('gpu')}.ha.dra-kwok.test",
+            "mappings": [
+                {
+                    "name": "gpus",
+                    "nodeSelector": {"matchLabels": {INSTANCE_TYPE: instance_type}},
+                    "resourceSlice": {"devices": [{"name": "gpu", "count": 2}]},
+                }
+            ],
+        },
+    }
+    containers: dict[str, PodContainer] = {}
+    try:
+        release.install(values, pods=True)
+        selector = f"app.kubernetes.io/instance={release.name},app.kubernetes.io/component=controller"
+        pods = wait_until(
+            lambda: (
+                (p := release.cluster.get_json("pods", "-n", namespace, "-l", selector)["items"]) and len(p) == 2 and p
+            ),
+            timeout=TIMEOUT,
+            what="the Deployment's two Pods",
+        )
+        for pod in pods:
+            name = pod["metadata"]["name"]
+            (workdir := tmp_path / name).mkdir()
+            containers[name] = PodContainer(cluster, pod, image, workdir).start()
+        for c in containers.values():
+            c.wait_ready()
+
+        def leaders() -> list[str]:
+            return [
+                n
+                for n, c in containers.items()
+                if c.proc and c.proc.poll() is None and c.metrics().get("dra_kwok_leader") == 1.0
+            ]
+
+        [leader] = wait_until(lambda: len(ls := leaders()) == 1 and ls, timeout=TIMEOUT, what="one leader")
+        [standby] = [n for n in containers if n != leader]
+        managed_by = containers[leader].spec["env"]["DRA_KWOK_MANAGED_BY"]
+        lease = cluster.get_json("lease", managed_by, "-n", namespace)["spec"]
+        assert lease["holderIdentity"] == leader, lease
+
+        def slices_of(node: str) -> list[dict[str, Any]]:
+            items = cluster.get_json("resourceslices", "-l", f"{MANAGED_BY}={managed_by}")["items"]
+            return [s for s in items if s["spec"].get("nodeName") == node]
+
+        first = unique_name("ha-node")
+        cleanup.delete_later("node", first)
+        cluster.apply(kwok_node(first, labels={INSTANCE_TYPE: instance_type}))
+        wait_until(lambda: slices_of(first), timeout=TIMEOUT, what="the leader to publish the first node")
+
+        def writes(name: str) -> float:
+            return sum(v for k, v in containers[name].metrics().items() if k.startswith("dra_kwok_api_writes_total"))
+
+        assert writes(leader) >= 1 and writes(standby) == 0
+
+        containers[leader].close()  # SIGKILL: the Lease is not given up
+        killed = time.monotonic()
+        second = unique_name("ha-node")
+        cleanup.delete_later("node", second)
+        cluster.apply(kwok_node(second, labels={INSTANCE_TYPE: instance_type}))
+        wait_until(
+            lambda: slices_of(second), timeout=TIMEOUT, what="the standby to publish the node created after the kill"
+        )
+        print(
+            f"chart defaults: a node created after the leader's SIGKILL published {time.monotonic() - killed:.1f}s on"
+        )
+        assert leaders() == [standby]
+        assert cluster.get_json("lease", managed_by, "-n", namespace)["spec"]["holderIdentity"] == standby
+        assert containers[standby].stop()["exit_code"] == 0, containers[standby].log()
+    finally:
+        for c in containers.values():
+            c.close()
         release.uninstall_without_hooks()

@@ -7,6 +7,7 @@ through the chart's RBAC, as the pod would."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -71,10 +72,14 @@ def find(docs: Sequence[Mapping[str, Any]], kind: str, name_suffix: str = "") ->
     return dict(found[0])
 
 
-def container_env(container: Mapping[str, Any]) -> dict[str, str]:
-    """A container's environment; every value must be literal, so a local process can get it as is."""
+def container_env(container: Mapping[str, Any], pod_name: str = "local-controller") -> dict[str, str]:
+    """A container's environment: literal values, and `pod_name` where the downward API gives the
+    Pod's name (the only other source the chart uses), so a local process can get it as is."""
     env = {}
     for var in container.get("env", []):
+        if var.get("valueFrom") == {"fieldRef": {"fieldPath": "metadata.name"}}:
+            env[var["name"]] = pod_name
+            continue
         assert "value" in var and "valueFrom" not in var, f"env {var} is not a literal value"
         env[var["name"]] = str(var["value"])
     return env
@@ -129,7 +134,7 @@ class Release:
         assert deployment["spec"]["replicas"] == 0
         pod = deployment["spec"]["template"]["spec"]
         (container,) = pod["containers"]
-        env = container_env(container)
+        env = container_env(container, pod_name=f"{self.name}-local-{os.getpid()}")
         assert env["DRA_KWOK_NAMESPACE"] == self.namespace
         kubeconfig = self.cluster.service_account_kubeconfig(
             self.namespace, pod["serviceAccountName"], self.workdir / "controller-sa.kubeconfig"

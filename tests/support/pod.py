@@ -302,7 +302,8 @@ class PodContainer:
 
     def environment(self, service_host: str, service_port: int) -> dict[str, str]:
         """The image's ENV, HOME and HOSTNAME from the runtime, the Service variables the kubelet
-        adds, then the container's env (literal values only), which wins."""
+        adds, then the container's env (literal values, and the Pod's name from the downward API),
+        which wins."""
         env = {**self.image.env, "HOSTNAME": self.pod["metadata"]["name"], "HOME": self.image.home}
         env.update(
             KUBERNETES_SERVICE_HOST=service_host,
@@ -311,7 +312,11 @@ class PodContainer:
             KUBERNETES_PORT=f"tcp://{service_host}:{service_port}",
         )
         for var in self.container.get("env", []):
-            assert "valueFrom" not in var, f"env {var} is not a literal value"
+            source = var.get("valueFrom")
+            if source is not None:  # the downward API, as far as the chart uses it: the Pod's name
+                assert source == {"fieldRef": {"fieldPath": "metadata.name"}}, f"env {var}: not supported here"
+                env[var["name"]] = self.pod["metadata"]["name"]
+                continue
             env[var["name"]] = str(var.get("value", ""))
         return env
 

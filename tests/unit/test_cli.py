@@ -76,7 +76,7 @@ def test_every_run_flag_has_the_environment_variable_its_help_names(monkeypatch:
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     run = sub.choices["run"]
     flags = [o for a in run._actions for o in a.option_strings if o.startswith("--") and o != "--help"]
-    assert len(flags) == 28, flags
+    assert len(flags) == 29, flags
     for flag in flags:
         name = "DRA_KWOK_" + renamed.get(flag, flag[2:].upper().replace("-", "_"))
         booleans = ("--simulate-claims", "--karpenter-node-overlays", "--leader-elect")
@@ -110,6 +110,7 @@ def test_every_run_flag_has_the_environment_variable_its_help_names(monkeypatch:
             "--leader-elect": s.leader_elect,
             "--leader-election-namespace": s.leader_election_namespace,
             "--leader-election-id": s.leader_election_id,
+            "--leader-election-identity": s.leader_identity,
             "--lease-duration": s.lease_duration,
             "--renew-deadline": s.renew_deadline,
             "--retry-period": s.retry_period,
