@@ -195,7 +195,7 @@ def test_claim_demand_launches_nothing_and_a_static_node_pool_runs_both_kinds_of
     # (pkg/scheduling/dynamicresources/allocator.go) and launches nothing.
     t = time.monotonic()
     cluster.apply(deployment("claims", ns, 2, f.labels, f.taint, claim_template="gpu"))
-    pods = f.wait(lambda: (p := f.pods("claims")) and len(p) == 2 and p, "the two claim pods")
+    pods = f.wait(lambda: p if len(p := f.pods("claims")) == 2 else None, "the two claim pods")
     for pod in pods:
         f.wait(
             lambda pod=pod: karpenter_said(f, pod["metadata"]["name"], NO_INSTANCE_TYPE_FOR_CLAIMS),

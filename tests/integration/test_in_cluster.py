@@ -235,13 +235,12 @@ def test_the_charts_two_replicas_one_leads_and_the_other_takes_over_when_it_is_k
     try:
         release.install(values, pods=True)
         selector = f"app.kubernetes.io/instance={release.name},app.kubernetes.io/component=controller"
-        pods = wait_until(
-            lambda: (
-                (p := release.cluster.get_json("pods", "-n", namespace, "-l", selector)["items"]) and len(p) == 2 and p
-            ),
-            timeout=TIMEOUT,
-            what="the Deployment's two Pods",
-        )
+
+        def two_pods() -> list[dict[str, Any]] | None:
+            items: list[dict[str, Any]] = release.cluster.get_json("pods", "-n", namespace, "-l", selector)["items"]
+            return items if len(items) == 2 else None
+
+        pods = wait_until(two_pods, timeout=TIMEOUT, what="the Deployment's two Pods")
         for pod in pods:
             name = pod["metadata"]["name"]
             (workdir := tmp_path / name).mkdir()
@@ -269,7 +268,7 @@ def test_the_charts_two_replicas_one_leads_and_the_other_takes_over_when_it_is_k
         first = unique_name("ha-node")
         cleanup.delete_later("node", first)
         cluster.apply(kwok_node(first, labels={INSTANCE_TYPE: instance_type}))
-        wait_until(lambda: slices_of(first), timeout=TIMEOUT, what="the leader to publish the first node")
+        wait_until(lambda: slices_of(first) or None, timeout=TIMEOUT, what="the leader to publish the first node")
 
         def writes(name: str) -> float:
             return sum(v for k, v in containers[name].metrics().items() if k.startswith("dra_kwok_api_writes_total"))
@@ -282,7 +281,9 @@ def test_the_charts_two_replicas_one_leads_and_the_other_takes_over_when_it_is_k
         cleanup.delete_later("node", second)
         cluster.apply(kwok_node(second, labels={INSTANCE_TYPE: instance_type}))
         wait_until(
-            lambda: slices_of(second), timeout=TIMEOUT, what="the standby to publish the node created after the kill"
+            lambda: slices_of(second) or None,
+            timeout=TIMEOUT,
+            what="the standby to publish the node created after the kill",
         )
         print(
             f"chart defaults: a node created after the leader's SIGKILL published {time.monotonic() - killed:.1f}s on"

@@ -77,7 +77,7 @@ def container_env(container: Mapping[str, Any], pod_name: str = "local-controlle
     Pod's name (the only other source the chart uses), so a local process can get it as is."""
     env = {}
     for var in container.get("env", []):
-        if var.get("valueFrom") == {"fieldRef": {"fieldPath": "metadata.name"}}:
+        if ((var.get("valueFrom") or {}).get("fieldRef") or {}).get("fieldPath") == "metadata.name":
             env[var["name"]] = pod_name
             continue
         assert "value" in var and "valueFrom" not in var, f"env {var} is not a literal value"

@@ -314,7 +314,10 @@ class PodContainer:
         for var in self.container.get("env", []):
             source = var.get("valueFrom")
             if source is not None:  # the downward API, as far as the chart uses it: the Pod's name
-                assert source == {"fieldRef": {"fieldPath": "metadata.name"}}, f"env {var}: not supported here"
+                field_ref = source.get("fieldRef") or {}
+                assert set(source) == {"fieldRef"} and field_ref.get("fieldPath") == "metadata.name", (
+                    f"env {var}: not supported here"
+                )
                 env[var["name"]] = self.pod["metadata"]["name"]
                 continue
             env[var["name"]] = str(var.get("value", ""))
@@ -416,6 +419,9 @@ class PodContainer:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+                # A process group of its own: close() kills the container with it, as a kill of
+                # the pod would, instead of leaving it running behind a dead sandbox.
+                start_new_session=True,
             )  # fmt: skip
         return self
 
@@ -482,9 +488,11 @@ class PodContainer:
         return report
 
     def close(self) -> None:
-        """Kills the sandbox if it still runs; removes the relay and its sockets (idempotent)."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
+        """SIGKILL of the sandbox and the container process (its process group), as of a pod on a
+        node that died; removes the relay and its sockets (idempotent)."""
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
         if self.relay is not None:
             self.relay.close()
