@@ -20,11 +20,13 @@ from typing import Any
 import pytest
 
 from tests.faults.support import NODES, Apiserver, Oracle, Rest, node_manifest
-from tests.faults.test_apiserver_outage import config
-from tests.integration.conftest import CRD_FILE, Scenario
-from tests.support.cluster import Cleanup, Cluster, running_cluster
+from tests.faults.test_apiserver_outage import config, own_cluster  # a cluster of this module's own
+from tests.integration.conftest import Scenario
+from tests.support.cluster import Cleanup, Cluster
 from tests.support.controller import ControllerProcess
 from tests.support.wait import wait_until
+
+__all__ = ["own_cluster"]  # the fixture
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -150,15 +152,6 @@ def test_the_standby_writes_nothing_and_takes_over_after_the_lease_of_a_killed_l
     scenario.cleanup.delete_later("node", name)
     rest.create(NODES, node_manifest(name, scenario.tag, "gpu-small"))
     oracle.wait_exact(30, "the new leader to publish a new node", a)
-
-
-@pytest.fixture(scope="module")
-def own_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    """A cluster for this test alone: its apiserver is stopped."""
-    with running_cluster(tmp_path_factory.mktemp("leader-outage-cluster")) as cluster:
-        cluster.kubectl("apply", "--server-side", "-f", str(CRD_FILE))
-        cluster.wait_established("crd/dranodeoverlays.test.karpenter.sh")
-        yield cluster
 
 
 # The apiserver takes ~10 s to stop and start again here: the outage test's lease is longer than

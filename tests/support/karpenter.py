@@ -266,27 +266,13 @@ def static_node_pool(
     taint: Mapping[str, str],
 ) -> dict[str, Any]:
     """A static NodePool (Karpenter's StaticCapacity gate): Karpenter keeps `replicas` nodes of
-    `instance_type` whatever the pods, and removes one when `replicas` goes down."""
-    return {
-        "apiVersion": "karpenter.sh/v1",
-        "kind": "NodePool",
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": replicas,
-            "template": {
-                "metadata": {"labels": dict(labels)},
-                "spec": {
-                    "expireAfter": "Never",
-                    "taints": [dict(taint)],
-                    "requirements": [
-                        {"key": "karpenter.sh/capacity-type", "operator": "In", "values": ["on-demand"]},
-                        {"key": INSTANCE_TYPE, "operator": "In", "values": [instance_type]},
-                    ],
-                    "nodeClassRef": {"group": "karpenter.kwok.sh", "kind": "KWOKNodeClass", "name": node_class},
-                },
-            },
-        },
-    }
+    `instance_type` whatever the pods, and removes one when `replicas` goes down. The dynamic
+    NodePool's template; no disruption policy or CPU limit (a static NodePool allows neither)."""
+    pool = node_pool(name, node_class, [instance_type], labels, taint)
+    spec = pool["spec"]
+    del spec["disruption"], spec["limits"]
+    spec["replicas"] = replicas
+    return pool
 
 
 def standalone_node_claim(

@@ -56,12 +56,16 @@ def micro_time(wall: float) -> str:
 def held_spec(record: LeaseRecord | None, me: str, duration: float, wall: float) -> dict[str, Any]:
     """The spec that takes (or renews) the Lease for `me`."""
     now = micro_time(wall)
-    taken = record is None or record.holder != me
-    transitions = 0 if record is None else record.transitions + (1 if taken and record.holder else 0)
+    if record is None:
+        transitions, acquired = 0, now
+    elif record.holder != me:  # taken: a transition unless it was released (empty holder)
+        transitions, acquired = record.transitions + (1 if record.holder else 0), now
+    else:  # renewed
+        transitions, acquired = record.transitions, record.acquire_time or now
     return {
         "holderIdentity": me,
         "leaseDurationSeconds": max(1, round(duration)),
-        "acquireTime": now if taken or record is None or not record.acquire_time else record.acquire_time,
+        "acquireTime": acquired,
         "renewTime": now,
         "leaseTransitions": transitions,
     }

@@ -140,16 +140,16 @@ class KubeApi:
         """Send one request; returns the decoded JSON body (None when empty). A write (`fenced`,
         anything but GET) raises NotLeading, unsent, while `may_write` says no: the leader Lease's
         own requests are the only unfenced writes."""
-        if fenced and method != "GET" and self.may_write is not None and not self.may_write():
-            raise NotLeading()
+        if fenced and method != "GET":
+            self._fence()
         headers = {"Accept": accept, "Content-Type": content_type}
         _, url, headers, _, _ = await self._client.param_serialize(
             method, path, query_params=list((query or {}).items()), header_params=headers, auth_settings=["BearerToken"]
         )
         delay = 0.2
         for attempt in range(1, MAX_ATTEMPTS + 1):
-            if attempt > 1 and fenced and method != "GET" and self.may_write is not None and not self.may_write():
-                raise NotLeading()  # the Lease was lost while this write waited to be retried
+            if attempt > 1 and fenced and method != "GET":
+                self._fence()  # the Lease may have been lost while this write waited to be retried
             status, reason, text, retry_after = await self._send(method, url, headers, body)
             metrics.API_REQUESTS.labels(verb=verb or method.lower(), code=str(status)).inc()
             if self.health is not None:
@@ -169,6 +169,10 @@ class KubeApi:
             await asyncio.sleep(wait)
             delay = min(delay * 2, 10.0)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _fence(self) -> None:
+        if self.may_write is not None and not self.may_write():
+            raise NotLeading()
 
     async def _send(
         self, method: str, url: str, headers: dict[str, str], body: Any

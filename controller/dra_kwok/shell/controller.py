@@ -67,6 +67,7 @@ class Controller:
         self.node_overlays: NodeOverlayWriter | None = None  # with --karpenter-node-overlays
         self.elector: LeaderElector | None = None  # with --leader-elect
         self.writer_tasks: list[asyncio.Task[None]] = []  # the leader's
+        self.campaign: asyncio.Task[None] | None = None  # the elector's task
 
     # --- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -115,7 +116,8 @@ class Controller:
                     s.retry_period,
                 )
                 self.api.may_write = self.events.may_post = self.elector.may_write
-            self.tasks.append(asyncio.create_task(self.elector.run(self._lead, self._stand_by), name="leader"))
+            self.campaign = asyncio.create_task(self.elector.run(self._lead, self._stand_by), name="leader")
+            self.tasks.append(self.campaign)
         else:
             await self._lead()
         self.ready = True
@@ -170,6 +172,9 @@ class Controller:
         # The leader refuses writes, stops its writers, then gives the Lease up: a standby takes
         # over at once, with nothing of ours still being written.
         leading = self.elector.fence() if self.elector is not None else False
+        if self.campaign is not None:  # no renewal racing the release below
+            self.campaign.cancel()
+            await asyncio.gather(self.campaign, return_exceptions=True)
         await self._stand_by()
         if leading and self.elector is not None:
             await self.elector.release()

@@ -62,7 +62,6 @@ class LeaderElector:
         self.record: LeaseRecord | None = None
         self.seen_since = 0.0  # when the record was first seen in its current version
         self.holder_said = ""
-        self.became_leader = asyncio.Event()
 
     def may_write(self) -> bool:
         """Whether writes may go out now: leading, and renewed within the renew deadline."""
@@ -76,11 +75,9 @@ class LeaderElector:
             log.info("leading: holding Lease %s as %s", self.name, self.identity)
             metrics.LEADER.set(1)
             metrics.LEADER_TRANSITIONS.inc()
-            self.became_leader.set()
             await on_started()
             await self._renew_until_lost()
             self.leading = False
-            self.became_leader.clear()
             metrics.LEADER.set(0)
             await on_stopped()
 
@@ -95,12 +92,7 @@ class LeaderElector:
         it at once."""
         if self.record is None or self.record.holder != self.identity:
             return
-        body: dict[str, Any] = {
-            "apiVersion": "coordination.k8s.io/v1",
-            "kind": "Lease",
-            "metadata": {"name": self.name, "resourceVersion": self.record.resource_version},
-            "spec": released_spec(self.record, time.time()),
-        }
+        body = self._lease(released_spec(self.record, time.time()), self.record.resource_version)
         try:
             await asyncio.wait_for(self._put(body), timeout=2.0)
             log.info("gave up Lease %s", self.name)
@@ -184,14 +176,9 @@ class LeaderElector:
         """One renewal; False when the Lease is not ours any more."""
         assert self.record is not None
         sent = self.clock()
-        body: dict[str, Any] = {
-            "apiVersion": "coordination.k8s.io/v1",
-            "kind": "Lease",
-            "metadata": {"name": self.name, "resourceVersion": self.record.resource_version},
-            "spec": held_spec(self.record, self.identity, self.lease_duration, time.time()),
-        }
+        spec = held_spec(self.record, self.identity, self.lease_duration, time.time())
         try:
-            obj = await self._put(body)
+            obj = await self._put(self._lease(spec, self.record.resource_version))
         except Conflict:
             record = await self._observe()  # changed meanwhile: still ours (our own write) or not?
             if record is not None and record.holder == self.identity:
@@ -200,6 +187,13 @@ class LeaderElector:
         self.record = LeaseRecord.from_api(obj)
         self.last_renew = sent
         return True
+
+    def _lease(self, spec: Mapping[str, Any], resource_version: str = "") -> dict[str, Any]:
+        """The Lease to send; with `resource_version`, an update that fails (409) if it changed."""
+        metadata: dict[str, Any] = {"name": self.name}
+        if resource_version:
+            metadata["resourceVersion"] = resource_version
+        return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": metadata, "spec": dict(spec)}
 
     async def _put(self, body: Mapping[str, Any]) -> dict[str, Any]:
         obj: dict[str, Any] = await self.api.request(

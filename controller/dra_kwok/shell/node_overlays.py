@@ -21,7 +21,7 @@ from ..core.node_overlays import LABEL_SOURCE, PLURAL_PATH, CountingClass, count
 from ..core.render import LABEL_MANAGED_BY
 from ..core.versions import EXTENDED
 from . import metrics
-from .api import ApiError, Conflict, NotFound
+from .api import ApiError, Conflict, NotFound, Rejected
 from .world import World
 
 log = logging.getLogger("dra_kwok.node_overlays")
@@ -69,7 +69,6 @@ class NodeOverlayWriter:
         self.absent_said = False
         self.conflicts_said: set[str] = set()
         self.task: asyncio.Task[None] | None = None
-        self.synced = asyncio.Event()  # set after a sync that left nothing to do (tests wait on it)
 
     @property
     def selector(self) -> str:
@@ -85,7 +84,6 @@ class NodeOverlayWriter:
             await asyncio.gather(self.task, return_exceptions=True)
 
     def kick(self) -> None:
-        self.synced.clear()
         self.wanted.set()
 
     # --- events --------------------------------------------------------------------------------
@@ -101,7 +99,8 @@ class NodeOverlayWriter:
             self.kick()
 
     def missing_classes(self, present: Any, since: float) -> list[str]:
-        return [name for name in self.classes if name not in set(present)]
+        listed = set(present)
+        return [name for name in self.classes if name not in listed]
 
     def on_node_overlay(self, event_type: str | None, obj: Mapping[str, Any]) -> None:
         meta = obj.get("metadata") or {}
@@ -117,7 +116,8 @@ class NodeOverlayWriter:
         self.absent_said = False  # served (again)
 
     def missing_node_overlays(self, present: Any, since: float) -> list[str]:
-        return [name for name in self.held if name not in set(present)]
+        listed = set(present)
+        return [name for name in self.held if name not in listed]
 
     # --- decisions and writes ------------------------------------------------------------------
     def desired(self) -> dict[str, dict[str, Any]]:
@@ -150,7 +150,6 @@ class NodeOverlayWriter:
                 done = False
             if done:
                 failures = 0
-                self.synced.set()
                 continue
             # Tried again later; sooner when the NodeOverlays' Reflector sees a change (kick).
             failures += 1
@@ -194,9 +193,15 @@ class NodeOverlayWriter:
                         exc.message,
                     )
                 continue
+            except Rejected as exc:
+                # The content itself is refused (Karpenter's CRD rules): sending it again cannot help;
+                # the next change of the DRANodeOverlay or a DeviceClass tries again.
+                metrics.NODE_OVERLAY_WRITES.labels(result="rejected").inc()
+                log.error("NodeOverlay %s: refused by the apiserver, not written: %s", name, exc.message)
+                continue
             except ApiError as exc:
-                metrics.NODE_OVERLAY_WRITES.labels(result="rejected" if exc.status == 422 else "error").inc()
-                log.error("NodeOverlay %s: not written: %s", name, exc)
+                metrics.NODE_OVERLAY_WRITES.labels(result="error").inc()
+                log.error("NodeOverlay %s: not written: %s; again later", name, exc)
                 ok = False
                 continue
             metrics.NODE_OVERLAY_WRITES.labels(result="applied").inc()

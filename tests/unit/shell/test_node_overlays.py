@@ -95,3 +95,14 @@ def test_no_device_class_with_a_resource_means_no_node_overlay_unless_capacity_i
     assert sync(w) and api.calls == []
     world.on_overlay("MODIFIED", dra_overlay(4, generation=2, capacity={"x.io/g": "4"}))
     assert sync(w) and api.objects[NAME]["spec"]["capacity"] == {"x.io/g": "4"}
+
+
+def test_refused_content_is_not_sent_again_until_something_changes() -> None:
+    world, w, api = writer()
+    api.refuse = lambda obj: 'spec.requirements[0].key: label domain "karpenter.sh" is restricted'
+    world.on_overlay("ADDED", dra_overlay(4))
+    assert sync(w)  # nothing to retry: the same content would be refused again
+    assert api.calls == [("apply-unforced", NAME)] and NAME not in api.objects
+    api.refuse = lambda obj: None
+    world.on_overlay("MODIFIED", dra_overlay(5, generation=2))
+    assert sync(w) and api.objects[NAME]["spec"]["capacity"]["x.io/g"] == "5"
