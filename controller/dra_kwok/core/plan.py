@@ -3,6 +3,7 @@ every pool complete.
 
 Rules (`dra-api.md` 4-5): a pool's slices share one generation and its slice count; when any
 slice's content changes, the generation goes up by one on every slice of the pool together;
+slices missing from a newest generation that otherwise has our content are written into it;
 metadata-only changes (labels, the owner's UID after a node is recreated) are written without a
 bump. Obsolete slices are deleted after the new generation is written, so consumers always see
 either the old complete pool or the new one. Slices whose immutable fields (pool name, node)
@@ -192,19 +193,26 @@ def _plan_pool(
 
     prints = {s.name: s.content_print or fingerprint(s.content) for s in pool.slices}
     content_changed = False
+    missing: list[DesiredSlice] = []  # not in the newest layer: absent, or at an older generation
     meta_changed: list[DesiredSlice] = []
     labels = slice_labels(node.name, pool.driver, managed_by)
     for s in pool.slices:
         found = current.get(s.name)
-        if found is None or found.generation != generation or found.slice_count != s.slice_count:
-            content_changed = True
-            break
+        if found is None or found.generation != generation:
+            missing.append(s)
+            continue
         o = found
-        if o.content_print != prints[s.name] and written.get(s.name) != (o.resource_version, prints[s.name]):
+        if o.slice_count != s.slice_count or (
+            o.content_print != prints[s.name] and written.get(s.name) != (o.resource_version, prints[s.name])
+        ):
             content_changed = True
             break
         if o.owner_uid != node.uid or o.source != s.source or any(o.labels.get(k) != v for k, v in labels.items()):
             meta_changed.append(s)
+    # The newest layer holds some of our slices with our content: the rest are written into it
+    # (a write cut short by a crash, or seen half-way from another writer), with no bump that
+    # would make every slice go round again. Only a layer with nothing of ours is outbid.
+    content_changed = content_changed or len(missing) == len(pool.slices)
     if content_changed:
         gen = generation + 1
         if gen > MAX_GENERATION:
@@ -217,9 +225,12 @@ def _plan_pool(
             gen = 1
         applies = tuple(Apply(s.name, slice_manifest(s, node, gen, managed_by), prints[s.name]) for s in pool.slices)
         return PoolPlan(pool.driver, "content changed", tuple(pre_deletes), applies, tuple(obsolete), gen)
-    if meta_changed or obsolete or pre_deletes:
+    if missing or meta_changed or obsolete or pre_deletes:
         applies = tuple(
-            Apply(s.name, slice_manifest(s, node, generation, managed_by), prints[s.name]) for s in meta_changed
+            Apply(s.name, slice_manifest(s, node, generation, managed_by), prints[s.name])
+            for s in pool.slices
+            if s in missing or s in meta_changed
         )
-        return PoolPlan(pool.driver, "metadata changed", tuple(pre_deletes), applies, tuple(obsolete), generation)
+        reason = "slices missing" if missing else "metadata changed"
+        return PoolPlan(pool.driver, reason, tuple(pre_deletes), applies, tuple(obsolete), generation)
     return None

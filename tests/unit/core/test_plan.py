@@ -285,20 +285,48 @@ class TestDeletes:
 
 
 class TestCrashRecovery:
-    def test_mixed_generations_converge_with_a_bump(self) -> None:
+    def test_a_generation_cut_short_is_completed_without_a_bump(self) -> None:
         api = FakeSliceApi()
         sync(api, desired(pool(device("gpu", count=300))))
         target = desired(pool(device("gpu", count=300, attributes={"v": 2})))
         step = plan(api, target)
         # Crash after writing only the first slice of generation 2.
-        api.apply(step.pools[0].applies[0])
+        first = step.pools[0].applies[0]
+        api.apply(first)
         assert sorted(api.generations().values()) == [1, 1, 2]
         recovery = plan(api, target)
         (pp,) = recovery.pools
-        assert (pp.reason, pp.generation, len(pp.applies)) == ("content changed", 3, 3)
+        assert (pp.reason, pp.generation) == ("slices missing", 2)
+        assert sorted(a.name for a in pp.applies) == sorted(a.name for a in step.pools[0].applies[1:])
         api.execute(recovery)
-        assert set(api.generations().values()) == {3}
+        assert set(api.generations().values()) == {2}
         assert plan(api, target).in_sync
+
+    def test_a_newest_generation_with_other_content_is_outbid(self) -> None:
+        """The newest layer's slice of ours carries content we do not want (another writer's, or
+        an older desire): filling the layer would mix it with ours, so the pool goes round."""
+        api = FakeSliceApi()
+        sync(api, desired(pool(device("gpu", count=300))))
+        other = plan(api, desired(pool(device("gpu", count=300, attributes={"v": 3}))))
+        api.apply(other.pools[0].applies[0])
+        target = desired(pool(device("gpu", count=300, attributes={"v": 2})))
+        (pp,) = plan(api, target).pools
+        assert (pp.reason, pp.generation, len(pp.applies)) == ("content changed", 3, 3)
+
+    def test_a_pool_seen_half_way_from_another_writer_is_filled_in_not_bumped(self) -> None:
+        """A second controller (same identity, misconfigured HA) sees the first's new pool with
+        one slice so far: it writes the other at the same generation, which is what the first
+        writes too, so the two do not push the generation up against each other."""
+        api = FakeSliceApi()
+        first = plan(api, desired(MANY))
+        api.apply(first.pools[0].applies[0])
+        (pp,) = plan(api, desired(MANY)).pools
+        assert (pp.reason, pp.generation, [a.name for a in pp.applies]) == (
+            "slices missing",
+            1,
+            [first.pools[0].applies[1].name],
+        )
+        assert pp.applies[0].manifest == first.pools[0].applies[1].manifest
 
     def test_a_leftover_slice_at_a_higher_generation_is_outbid(self) -> None:
         api = FakeSliceApi()
@@ -316,12 +344,15 @@ class TestCrashRecovery:
         (pp,) = plan(api, desired(GPUS)).pools
         assert (pp.reason, pp.generation) == ("content changed", 2)
 
-    def test_a_deleted_slice_is_recreated_with_a_bump(self) -> None:
+    def test_a_deleted_slice_is_recreated_in_its_generation(self) -> None:
         api = FakeSliceApi()
         sync(api, desired(MANY))
-        del api.objects[multi_slice_name("kwok-node-1", DRIVER, 1)]
+        gone = multi_slice_name("kwok-node-1", DRIVER, 1)
+        del api.objects[gone]
         (pp,) = plan(api, desired(MANY)).pools
-        assert (pp.generation, len(pp.applies)) == (2, 2)
+        assert (pp.reason, pp.generation, [a.name for a in pp.applies]) == ("slices missing", 1, [gone])
+        api.execute(plan(api, desired(MANY)))
+        assert plan(api, desired(MANY)).in_sync
 
 
 class TestWrittenMap:
