@@ -1,9 +1,12 @@
 """The only place that talks to the kube-apiserver for writes and listings.
 
-Built on the kubernetes client's async API (`kubernetes.aio`) for authentication and transport,
-but sends raw JSON and reads raw JSON: pydantic model (de)serialisation of every slice would
-cost more CPU than the rest of the controller. Concurrency is bounded by a semaphore (the client
-has no QPS limiter); 429 honours Retry-After; 5xx and connection errors back off exponentially.
+The kubernetes client's async API (`kubernetes.aio`) loads the configuration: kubeconfig or
+in-cluster account, TLS settings, credentials (refreshed by its hooks), proxy. Requests then go
+over one lean aiohttp session (`Transport`) with that TLS context and those credentials, as raw
+JSON: the client's per-request layers (parameter sanitising, its REST wrapper, its own JSON
+encoding) and pydantic models of every slice would cost more CPU than the rest of the
+controller. Concurrency is bounded by a semaphore (the client has no QPS limiter); 429 honours
+Retry-After; 5xx and connection errors back off exponentially.
 """
 
 from __future__ import annotations
@@ -20,8 +23,10 @@ import aiohttp
 from aiohttp.helpers import get_env_proxy_for_url
 from kubernetes.aio import client as aio_client
 from kubernetes.aio import config as aio_config
+from kubernetes.aio.client.rest import RESTClientObject
 from yarl import URL
 
+from .. import __version__
 from . import metrics
 from .health import ApiHealth
 
@@ -33,6 +38,8 @@ NODES_PATH = "/api/v1/nodes"
 RETRYABLE = frozenset({429, 500, 502, 503, 504})
 MAX_ATTEMPTS = 8
 CONNECTION_ERROR = "connection error"  # the reason of a request that got no answer
+REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=300, sock_connect=30)  # the client's default total
+USER_AGENT = f"dra-kwok/{__version__}"
 
 
 # The metadata-only representation (what controller-runtime's metadata informers ask for).
@@ -112,17 +119,74 @@ def _env_proxy_once(configuration: aio_client.Configuration) -> None:
         configuration.proxy_headers = {"Proxy-Authorization": auth.encode()}
 
 
+class Transport:
+    """One aiohttp session to the apiserver with the kubernetes client's TLS context, proxy and
+    credentials (asked for per request, so the client's refresh hooks, e.g. a rotated in-cluster
+    token, still apply), and none of its per-request layers."""
+
+    def __init__(self, configuration: aio_client.Configuration) -> None:
+        self._configuration = configuration
+        # The client's own rules for the TLS context: CA, client certificate, verify flags.
+        self._ssl = RESTClientObject(configuration).ssl_context
+        self._base = str(configuration.host).rstrip("/")
+        self._server_hostname: str | None = configuration.tls_server_name or None
+        self._proxy: str | None = configuration.proxy or None
+        self._proxy_headers: Mapping[str, str] | None = configuration.proxy_headers or None
+        self._pool_size = int(configuration.connection_pool_maxsize or 100)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def open(
+        self,
+        method: str,
+        path: str,
+        query: Mapping[str, str] | None,
+        headers: Mapping[str, str],
+        data: bytes | None = None,
+        timeout: aiohttp.ClientTimeout = REQUEST_TIMEOUT,
+    ) -> aiohttp.ClientResponse:
+        """The response, its body unread: the caller reads it (or streams it) and releases it."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._pool_size, ssl=self._ssl),
+                trust_env=False,  # the proxy variables were read once (_env_proxy_once)
+                read_bufsize=2**21,  # a watch event can be larger than aiohttp's default buffer
+                headers={"User-Agent": USER_AGENT},
+            )
+        sent = dict(headers)
+        bearer = (await self._configuration.auth_settings()).get("BearerToken")
+        if bearer is not None and bearer["value"]:
+            sent[bearer["key"]] = bearer["value"]
+        return await self._session.request(
+            method,
+            self._base + path,
+            params=query or None,
+            headers=sent,
+            data=data,
+            timeout=timeout,
+            proxy=self._proxy,
+            proxy_headers=self._proxy_headers,
+            server_hostname=self._server_hostname,
+        )
+
+
 class KubeApi:
     """Raw JSON requests with bounded concurrency and retries."""
 
     def __init__(self, api_client: aio_client.ApiClient, concurrency: int, health: ApiHealth | None = None) -> None:
         self._client = api_client
+        self._transport = Transport(api_client.configuration)
         self._inflight = asyncio.Semaphore(concurrency)
         self.health = health  # told every answer (and every connection error), for /readyz
         # With leader election: whether writes may go out now (checked before each one is sent).
         self.may_write: Callable[[], bool] | None = None
 
     async def close(self) -> None:
+        await self._transport.close()
         await self._client.close()  # type: ignore[no-untyped-call]
 
     async def request(
@@ -143,14 +207,12 @@ class KubeApi:
         if fenced and method != "GET":
             self._fence()
         headers = {"Accept": accept, "Content-Type": content_type}
-        _, url, headers, _, _ = await self._client.param_serialize(
-            method, path, query_params=list((query or {}).items()), header_params=headers, auth_settings=["BearerToken"]
-        )
+        data = None if body is None else json.dumps(body, separators=(",", ":")).encode()
         delay = 0.2
         for attempt in range(1, MAX_ATTEMPTS + 1):
             if attempt > 1 and fenced and method != "GET":
                 self._fence()  # the Lease may have been lost while this write waited to be retried
-            status, reason, text, retry_after = await self._send(method, url, headers, body)
+            status, reason, text, retry_after = await self._send(method, path, query, headers, data)
             metrics.API_REQUESTS.labels(verb=verb or method.lower(), code=str(status)).inc()
             if self.health is not None:
                 self.health.record(
@@ -175,14 +237,15 @@ class KubeApi:
             raise NotLeading()
 
     async def _send(
-        self, method: str, url: str, headers: dict[str, str], body: Any
+        self, method: str, path: str, query: Mapping[str, str] | None, headers: dict[str, str], data: bytes | None
     ) -> tuple[int, str, str, float | None]:
         async with self._inflight:
             try:
-                resp = await self._client.call_api(
-                    method, url, header_params=dict(headers), body=body, _preload_content=False
-                )
-                text = (await resp.read()).decode()  # type: ignore[no-untyped-call]
+                resp = await self._transport.open(method, path, query, headers, data)
+                try:
+                    text = (await resp.read()).decode()
+                finally:
+                    resp.release()
             except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 return 503, f"{CONNECTION_ERROR} ({type(exc).__name__})", str(exc), None
         retry = resp.headers.get("Retry-After")
@@ -234,16 +297,9 @@ class KubeApi:
         `metadata_only`: events carry PartialObjectMetadata (a Node's status heartbeat is then a
         small event: no conditions, images or capacity to decode)."""
         headers = {"Accept": METADATA if metadata_only else "application/json"}
-        _, url, headers, _, _ = await self._client.param_serialize(
-            "GET", path, query_params=list(query.items()), header_params=headers, auth_settings=["BearerToken"]
-        )
         try:
-            resp = await self._client.call_api(
-                "GET",
-                url,
-                header_params=dict(headers),
-                _preload_content=False,
-                _request_timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=30),
+            resp = await self._transport.open(
+                "GET", path, query, headers, timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=30)
             )
         except (TimeoutError, aiohttp.ClientError, OSError):
             if self.health is not None:
@@ -253,9 +309,9 @@ class KubeApi:
         if self.health is not None:
             self.health.record("watch", path, resp.status, resp.reason or "")
         try:
-            yield resp.response
+            yield resp
         finally:
-            resp.response.close()
+            resp.close()
 
     async def apply(
         self, path: str, name: str, manifest: Mapping[str, Any], field_manager: str, force: bool = True
