@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import json
 import math
 import secrets
@@ -37,6 +38,8 @@ from dra_kwok.core.resolve import resolve
 from .kube import NODES, SLICES, Kube
 from .system import load_average, metric_sum, parse_metrics, proc_sample
 from .tracker import NodeTracker, SliceTracker, observe
+
+NODE_EVENTS = 'dra_kwok_watch_events_total{kind="node"}'  # the sample, labels and all
 
 TAG_LABEL = "dra-kwok-bench"
 CHURN_LABEL = "dra-kwok-bench-churn"
@@ -461,18 +464,72 @@ class Bench:
             return by_sa, slice_writes
 
         (r0, w0), (a0, s0), c0 = ours(), await apiserver(), proc_sample(ctl.proc.pid)
-        resyncs0 = ctl.metric("dra_kwok_resyncs_total")
+        resyncs0, events0 = ctl.metric("dra_kwok_resyncs_total"), ctl.metric(NODE_EVENTS)
         t0 = time.monotonic()
         await asyncio.sleep(self.o.idle_seconds)
         (r1, w1), (a1, s1), c1 = ours(), await apiserver(), proc_sample(ctl.proc.pid)
         per_min = 60.0 / (time.monotonic() - t0)
         return {
+            "node_events_per_min": (ctl.metric(NODE_EVENTS) - events0) * per_min,
             "requests_per_min": (r1 - r0) * per_min,
             "writes_per_min": (w1 - w0) * per_min,
             "apiserver_sa_requests_per_min": (a1 - a0) * per_min,
             "apiserver_slice_writes_per_min": (s1 - s0) * per_min,
             "controller_cpu_s_per_min": (c1.cpu_s - c0.cpu_s) * per_min,
             "resyncs": ctl.metric("dra_kwok_resyncs_total") - resyncs0,
+        }
+
+    async def heartbeats(self, ctl: ControllerProcess, names: list[str]) -> dict[str, Any]:
+        """Every node's status heartbeat (the Ready condition's lastHeartbeatTime, as the kubelet
+        and kwok send it), once each, spread evenly over `idle_seconds`: a steady stream of events
+        for unchanged nodes, the per-event path alone. kwok itself heartbeats a node only every
+        600-610 s when node leases are on (its default), in bursts; this is the rate made steady."""
+        assert self.admin is not None and ctl.proc is not None
+        admin = self.admin
+        await self.wait_drained(ctl)
+        seconds = self.o.idle_seconds
+        gap = seconds / len(names)
+        c0, events0, writes0 = proc_sample(ctl.proc.pid), ctl.metric(NODE_EVENTS), ctl.writes()
+        reconciles0 = ctl.metric("dra_kwok_reconciles_total")
+        t0 = time.monotonic()
+        late = 0.0
+
+        async def beat(name: str) -> None:
+            stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            await admin.request(
+                "PATCH",
+                f"{NODES}/{name}/status",
+                {"status": {"conditions": [{"type": "Ready", "status": "True", "lastHeartbeatTime": stamp}]}},
+                content_type="application/strategic-merge-patch+json",
+            )
+
+        pending = []
+        for i, name in enumerate(names):
+            wait = t0 + i * gap - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            else:
+                late = max(late, -wait)
+            pending.append(asyncio.create_task(beat(name)))
+        await asyncio.gather(*pending)
+        deadline = time.monotonic() + self.o.timeout
+        while ctl.metric(NODE_EVENTS) - events0 < len(names) and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        await self.wait_drained(ctl)
+        c1 = proc_sample(ctl.proc.pid)
+        elapsed = time.monotonic() - t0
+        events = ctl.metric(NODE_EVENTS) - events0
+        cpu = c1.cpu_s - c0.cpu_s
+        return {
+            "heartbeats": len(names),
+            "seconds": elapsed,
+            "schedule_lateness_s": late,
+            "node_events": events,
+            "controller_cpu_s": cpu,
+            "controller_cpu_s_per_min": cpu * 60.0 / elapsed,
+            "cpu_ms_per_1000_events": 1e6 * cpu / events if events else None,  # s per event x 1000 x 1000 ms
+            "writes": ctl.writes() - writes0,
+            "reconciles": ctl.metric("dra_kwok_reconciles_total") - reconciles0,
         }
 
     async def churn(self, ctl: ControllerProcess) -> dict[str, Any]:
@@ -665,6 +722,8 @@ class Bench:
                         if first and last:
                             with self.profiled(ctl, f"idle-{n}"):
                                 r.details["idle"] = await self.idle(ctl)
+                            with self.profiled(ctl, f"heartbeats-{n}"):
+                                r.details["heartbeats"] = await self.heartbeats(ctl, names)
                         if first:
                             with self.profiled(ctl, f"fanout-{n}-{rep}"):
                                 run["fanout"] = await self.fanout_ours(ctl, names)
@@ -687,6 +746,7 @@ class Bench:
                     self.add_claims_rows(n, r.details["claims"])
                 if first:
                     self.add_idle_rows(n, r.details["idle"])
+                    self.add_heartbeat_rows(n, r.details["heartbeats"])
                     self.add_churn_rows(r.details["churn"])
                     self.add_reload_rows(n, r.details["reload"])
         r.details["load"]["end"] = load_average()
@@ -821,7 +881,16 @@ class Bench:
         add(
             Row("idle", "apiserver: ResourceSlice writes by any client (apiserver_request_total)", "/min", slice_writes)
         )
+        add(Row("idle", f"{what}: node events the controller received", "/min", idle["node_events_per_min"]))
         add(Row("idle", f"{what}: controller CPU", "s/min", idle["controller_cpu_s_per_min"]))
+
+    def add_heartbeat_rows(self, n: int, hb: dict[str, Any]) -> None:
+        add = self.results.add
+        what = f"{n} nodes, each heartbeating once in {self.o.idle_seconds:g} s (status PATCH)"
+        cpu = hb["controller_cpu_s_per_min"]
+        add(Row("heartbeats", f"{what}: controller CPU", "s/min", cpu, target="< 0.43 s/min", ok=cpu < 0.43))
+        add(Row("heartbeats", f"{what}: controller CPU per 1000 node events", "ms", hb["cpu_ms_per_1000_events"]))
+        add(Row("heartbeats", f"{what}: writes", "", hb["writes"], target="0", ok=hb["writes"] == 0))
 
     def add_churn_rows(self, churn: dict[str, Any]) -> None:
         add = self.results.add

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import random
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import aiohttp
+import orjson
 from aiohttp.helpers import get_env_proxy_for_url
 from kubernetes.aio import client as aio_client
 from kubernetes.aio import config as aio_config
@@ -207,7 +207,7 @@ class KubeApi:
         if fenced and method != "GET":
             self._fence()
         headers = {"Accept": accept, "Content-Type": content_type}
-        data = None if body is None else json.dumps(body, separators=(",", ":")).encode()
+        data = None if body is None else orjson.dumps(body)
         delay = 0.2
         for attempt in range(1, MAX_ATTEMPTS + 1):
             if attempt > 1 and fenced and method != "GET":
@@ -222,7 +222,7 @@ class KubeApi:
                     _message(text) if status in (401, 403) else "",
                 )
             if 200 <= status < 300:
-                return json.loads(text) if text else None
+                return orjson.loads(text) if text else None
             if status not in RETRYABLE or attempt == MAX_ATTEMPTS:
                 raise api_error(status, reason, _message(text))
             wait = retry_after if status == 429 and retry_after is not None else delay
@@ -238,16 +238,16 @@ class KubeApi:
 
     async def _send(
         self, method: str, path: str, query: Mapping[str, str] | None, headers: dict[str, str], data: bytes | None
-    ) -> tuple[int, str, str, float | None]:
+    ) -> tuple[int, str, bytes, float | None]:
         async with self._inflight:
             try:
                 resp = await self._transport.open(method, path, query, headers, data)
                 try:
-                    text = (await resp.read()).decode()
+                    text = await resp.read()
                 finally:
                     resp.release()
             except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-                return 503, f"{CONNECTION_ERROR} ({type(exc).__name__})", str(exc), None
+                return 503, f"{CONNECTION_ERROR} ({type(exc).__name__})", str(exc).encode(), None
         retry = resp.headers.get("Retry-After")
         return resp.status, resp.reason or "", text, float(retry) if retry and retry.isdigit() else None
 
@@ -349,9 +349,11 @@ class KubeApi:
         return await self.request("POST", path, body=body, verb=verb)
 
 
-def _message(text: str) -> str:
+def _message(body: bytes) -> str:
+    """The Status message of an error body, or the start of the body as text."""
+    text = body.decode(errors="replace")
     try:
-        data = json.loads(text)
-    except ValueError:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
         return text[:500]
     return str(data.get("message") or text)[:2000] if isinstance(data, dict) else text[:500]

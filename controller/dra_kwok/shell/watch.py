@@ -29,13 +29,14 @@ be tested against a fake.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
+
+import orjson
 
 from . import metrics
 from .api import NotFound, api_error
@@ -229,7 +230,7 @@ class Reflector:
                 *lines, buffer = buffer.split(b"\n")
                 for line in lines:
                     if line.strip():
-                        self._event(json.loads(line))
+                        self._event(orjson.loads(line))
 
     def _event(self, event: Mapping[str, Any]) -> None:
         event_type = event.get("type")
