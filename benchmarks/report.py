@@ -144,7 +144,14 @@ def markdown(results: Results, machine: dict[str, Any], micro: dict[str, Any] | 
         '`apiserver_flowcontrol_dispatched_requests_total{flow_schema="service-accounts"}` '
         "(only the controller uses a ServiceAccount during that window) and "
         '`apiserver_request_total{resource="resourceslices"}` for write verbs (every client\'s: on a shared '
-        "cluster, other writers count too).",
+        "cluster, other writers count too). Node events are few there: kwok heartbeats a node's status "
+        "only every 600-610 s when node leases are on (its default), so the window mostly sees what "
+        "follows the nodes' creation (kwok's and kube-controller-manager's updates).",
+        f"- **Heartbeats.** Every node's status heartbeat (the Ready condition's `lastHeartbeatTime`, a "
+        f"strategic merge patch of `nodes/status` as the kubelet and kwok send it), once each, spread evenly "
+        f"over {o.idle_seconds:g} s: a steady stream of events for unchanged nodes, the per-event path alone "
+        "(watch read, decode, the World's comparison). Controller CPU over the window (until the last event "
+        "arrived and the queue drained), per minute and per 1,000 node events received.",
         "- **Footprint.** `/proc/<pid>/status` VmRSS and VmHWM (peak) and `/proc/<pid>/stat` utime+stime "
         "of the controller process.",
         "- **Config reload.** After churn, with the first size's nodes present: the ConfigMap is patched "

@@ -72,6 +72,14 @@ def test_harness_at_a_tiny_size_reports_every_row_with_sane_figures(cluster: Clu
     assert _find(rows, "idle", "ServiceAccount")["ours"] >= 0
     assert _find(rows, "idle", "ResourceSlice writes by any client")["ours"] >= 0
     assert _find(rows, "idle", "controller CPU")["ours"] >= 0
+    assert _find(rows, "idle", "node events")["ours"] >= 0
+
+    # Heartbeats: every node's status patched once; the controller saw each as an event and wrote nothing.
+    beats = report["details"]["heartbeats"]
+    assert beats["heartbeats"] == SIZE and beats["node_events"] >= SIZE, beats
+    assert beats["writes"] == 0, beats
+    assert _find(rows, "heartbeats", "writes")["ours"] == 0
+    assert _find(rows, "heartbeats", "per 1000 node events")["ours"] > 0
 
     # Config reload: a 1 MB config.yaml applied and edited, timed by the benchmark's watch;
     # nodes created meanwhile are published; a metadata-only change parses nothing.

@@ -5,6 +5,7 @@ their listing's resourceVersion."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -58,10 +59,16 @@ async def list_everything(
     reflectors: list[Reflector],
     on_configmap: Callable[[str | None, Mapping[str, Any]], Awaitable[None]],
 ) -> None:
-    """Each Reflector's listing, then the ConfigMap (absent: no fallback mappings, said once by
-    the World; not counted as a reload)."""
-    for reflector in reflectors:
-        await reflector.list()
+    """The Reflectors' listings, side by side (the kinds are recorded independently and nothing
+    is decided until all are in, so a restart waits for the longest listing, not their sum; a
+    failed one cancels the others), then the ConfigMap (absent: no fallback mappings, said once
+    by the World; not counted as a reload)."""
+    try:
+        async with asyncio.TaskGroup() as listings:
+            for reflector in reflectors:
+                listings.create_task(reflector.list(), name=f"list-{reflector.kind}")
+    except BaseExceptionGroup as failed:
+        raise failed.exceptions[0] from None  # the error itself, as a serial listing raised it
     try:
         cm = await api.get(configmap_path(world.settings))
     except NotFound:
