@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import logging
 import os
 import socket
@@ -88,7 +89,16 @@ class Controller:
         self.watches = make_reflectors(
             self.api, self.world, self.on_node, self.on_slice, self.on_overlay, self.on_relisted
         )
-        await list_everything(self.api, self.world, self.watches, self.on_configmap_listed)
+        # The listing builds the World's long-lived objects by the hundred thousand (measured at
+        # 10,000 nodes: 6.3 s of CPU with the collector on, 4 s off): no collection while it runs,
+        # then what it built is frozen out of every later collection, so collections triggered by
+        # watch events scan only what came after.
+        gc.disable()
+        try:
+            await list_everything(self.api, self.world, self.watches, self.on_configmap_listed)
+        finally:
+            gc.freeze()
+            gc.enable()
         if s.simulate_claims:
             # Claims are listed after the nodes' sources, before any node is decided: deciding a
             # node tells the writer which claims are ours (World.on_claim_pools).
