@@ -226,10 +226,11 @@ def _plan_pool(
         applies = tuple(Apply(s.name, slice_manifest(s, node, gen, managed_by), prints[s.name]) for s in pool.slices)
         return PoolPlan(pool.driver, "content changed", tuple(pre_deletes), applies, tuple(obsolete), gen)
     if missing or meta_changed or obsolete or pre_deletes:
+        to_write = {s.name for s in missing} | {s.name for s in meta_changed}
         applies = tuple(
             Apply(s.name, slice_manifest(s, node, generation, managed_by), prints[s.name])
             for s in pool.slices
-            if s in missing or s in meta_changed
+            if s.name in to_write
         )
         reason = "slices missing" if missing else "metadata changed"
         return PoolPlan(pool.driver, reason, tuple(pre_deletes), applies, tuple(obsolete), generation)

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import ssl
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
@@ -23,7 +24,6 @@ import orjson
 from aiohttp.helpers import get_env_proxy_for_url
 from kubernetes.aio import client as aio_client
 from kubernetes.aio import config as aio_config
-from kubernetes.aio.client.rest import RESTClientObject
 from yarl import URL
 
 from .. import __version__
@@ -124,10 +124,9 @@ class Transport:
     credentials (asked for per request, so the client's refresh hooks, e.g. a rotated in-cluster
     token, still apply), and none of its per-request layers."""
 
-    def __init__(self, configuration: aio_client.Configuration) -> None:
+    def __init__(self, configuration: aio_client.Configuration, ssl_context: ssl.SSLContext) -> None:
         self._configuration = configuration
-        # The client's own rules for the TLS context: CA, client certificate, verify flags.
-        self._ssl = RESTClientObject(configuration).ssl_context
+        self._ssl = ssl_context  # built by the client's own rules: CA, client certificate, verify flags
         self._base = str(configuration.host).rstrip("/")
         self._server_hostname: str | None = configuration.tls_server_name or None
         self._proxy: str | None = configuration.proxy or None
@@ -179,7 +178,7 @@ class KubeApi:
 
     def __init__(self, api_client: aio_client.ApiClient, concurrency: int, health: ApiHealth | None = None) -> None:
         self._client = api_client
-        self._transport = Transport(api_client.configuration)
+        self._transport = Transport(api_client.configuration, api_client.rest_client.ssl_context)
         self._inflight = asyncio.Semaphore(concurrency)
         self.health = health  # told every answer (and every connection error), for /readyz
         # With leader election: whether writes may go out now (checked before each one is sent).
