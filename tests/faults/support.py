@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from dra_kwok.core.config import EMPTY_CONFIG, FallbackConfig, load_config_text
+from dra_kwok.core.fingerprint import fingerprint
 from dra_kwok.core.overlay import OverlayRule, load_overlay
-from dra_kwok.core.render import LABEL_MANAGED_BY, NodeRef, render
+from dra_kwok.core.render import LABEL_MANAGED_BY, NodeRef, content_of, render
 from dra_kwok.core.resolve import order_overlays, resolve
 from tests.support.cluster import Cluster, kwok_node
 from tests.support.controller import ControllerProcess
@@ -108,6 +109,7 @@ class Want:
     devices: tuple[str, ...]
     counter_sets: tuple[str, ...]
     source: str
+    content: str = ""  # fingerprint of the rendered content (attributes, capacity, ...)
 
 
 def load_config(text: str | None) -> FallbackConfig:
@@ -150,6 +152,7 @@ def desired_slices(
                     tuple(d["name"] for d in s.content.get("devices") or []),
                     tuple(c["name"] for c in s.content.get("sharedCounters") or []),
                     s.source,
+                    fingerprint(s.content),
                 )
     return out
 
@@ -186,6 +189,9 @@ def exact_problems(
         expected = (w.node, w.driver, w.pool, w.slice_count, w.devices, w.counter_sets)
         if have != expected:
             problems.append(f"{name}: has {_brief(have)}, wants {_brief(expected)}")
+        elif w.content and fingerprint(content_of(spec)) != w.content:
+            # an edited attribute or capacity, which names alone do not show
+            problems.append(f"{name}: content differs from the rendered one: {_brief((content_of(spec),))}")
         owners = [o.get("uid") for o in s["metadata"].get("ownerReferences") or [] if o.get("kind") == "Node"]
         if owners != [node_uids.get(w.node)]:
             problems.append(f"{name}: owner UIDs {owners}, the node's is {node_uids.get(w.node)}")
