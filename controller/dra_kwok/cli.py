@@ -327,6 +327,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         concurrency=args.concurrency,
         workers=args.workers,
         resync_seconds=args.resync_seconds,
+        node_watch_pace=args.node_watch_pace,
         unready_after=args.unready_after,
         kubernetes_version=args.kubernetes_version or None,
         feature_gates=args.feature_gates,
@@ -620,6 +621,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--workers", type=int, default=int(_env("WORKERS", "32")), help="nodes reconciled at once (default: 32)"
+    )
+    run.add_argument(
+        "--node-watch-pace",
+        type=float,
+        default=float(_env("NODE_WATCH_PACE", "0.2")),
+        help="seconds between reads of the node watch (default: 0.2): node events that come meanwhile are "
+        "read and decoded together, which at thousands of heartbeating nodes costs a fraction of reading "
+        "each alone; a node change waits at most this long. 0 reads each event as it comes",
     )
     run.add_argument(
         "--resync-seconds",

@@ -8,6 +8,7 @@ import asyncio
 import secrets
 
 import pytest
+from prometheus_client import REGISTRY
 
 from dra_kwok.shell.api import NODES_PATH
 from dra_kwok.shell.watch import Reflector
@@ -49,3 +50,47 @@ def test_reflector_lists_then_watches_every_change_in_order(cluster: Cluster, cl
     for key in ("a", "b"):
         cleanup.delete_later("node", f"watch-{tag}-{key}")
     asyncio.run(_scenario(cluster, tag))
+
+
+def _reads() -> float:
+    return REGISTRY.get_sample_value("dra_kwok_watch_reads_total", {"kind": "node"}) or 0.0
+
+
+async def _paced_scenario(cluster: Cluster, tag: str, keys: list[str]) -> None:
+    """A watch read at most every 0.5 s while nodes are created and labelled a few at a time:
+    every event still arrives, in order per node, and reads carry several events each (the
+    socket is left unread in between, then read once for all that came)."""
+    api = await admin_api(cluster)
+    rec, nodes = Recorder(), Nodes(api, tag)
+    reflector = Reflector(
+        api, "node", NODES_PATH, rec.handle, rec.missing, f"{LABEL}={tag}", pace=0.5, metadata_only=True
+    )
+    reads_before = _reads()
+    try:
+        await reflector.list()
+        task = asyncio.create_task(reflector.run())
+        for key in keys:
+            await nodes.create(key)
+            await nodes.label(key)
+            await asyncio.sleep(0.02)
+        await rec.wait_for(*[("MODIFIED", nodes.name(k)) for k in keys])
+        await stop(task)
+        reads = _reads() - reads_before
+        for key in keys:
+            name = nodes.name(key)
+            of_it = [t for t, n in rec.events if n == name]
+            assert of_it[0] == "ADDED" and set(of_it[1:]) == {"MODIFIED"}, (name, of_it)
+        first_labelled = list(dict.fromkeys(n for _, n in rec.labelled))
+        assert first_labelled == [nodes.name(k) for k in keys], "the label changes in the order they were made"
+        events = len(rec.events)
+        assert reads < events / 2, f"{reads} reads for {events} events: the paced watch read each event alone"
+    finally:
+        await api.close()
+
+
+def test_paced_watch_loses_nothing_and_reads_many_events_at_once(cluster: Cluster, cleanup: Cleanup) -> None:
+    tag = secrets.token_hex(4)
+    keys = [f"p{i}" for i in range(12)]
+    for key in keys:
+        cleanup.delete_later("node", f"watch-{tag}-{key}")
+    asyncio.run(_paced_scenario(cluster, tag, keys))

@@ -289,6 +289,10 @@ def kwok_node(
                 "kubernetes.io/hostname": name,
                 "kubernetes.io/os": "linux",
                 "kubernetes.io/arch": "amd64",
+                # as a kubelet registers a node: otherwise kube-controller-manager's node lifecycle
+                # controller adds them minutes later, at its own rate (node label events to re-decide)
+                "beta.kubernetes.io/os": "linux",
+                "beta.kubernetes.io/arch": "amd64",
                 **(labels or {}),
             },
         },

@@ -76,7 +76,7 @@ def test_every_run_flag_has_the_environment_variable_its_help_names(monkeypatch:
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     run = sub.choices["run"]
     flags = [o for a in run._actions for o in a.option_strings if o.startswith("--") and o != "--help"]
-    assert len(flags) == 29, flags
+    assert len(flags) == 30, flags
     for flag in flags:
         name = "DRA_KWOK_" + renamed.get(flag, flag[2:].upper().replace("-", "_"))
         booleans = ("--simulate-claims", "--karpenter-node-overlays", "--leader-elect")
@@ -104,6 +104,7 @@ def test_every_run_flag_has_the_environment_variable_its_help_names(monkeypatch:
             "--concurrency": s.concurrency,
             "--workers": s.workers,
             "--resync-seconds": s.resync_seconds,
+            "--node-watch-pace": s.node_watch_pace,
             "--unready-after": s.unready_after,
             "--simulate-claims": s.simulate_claims,
             "--karpenter-node-overlays": s.karpenter_node_overlays,

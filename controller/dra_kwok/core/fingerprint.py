@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
+
+import orjson
 
 from .quantity import canonical_quantity
 
@@ -56,6 +57,7 @@ def _normalize(value: Any, key: str = "", quantities: bool = True) -> Any:
 
 
 def fingerprint(content: Mapping[str, Any]) -> str:
-    """A short digest of slice content, canonical across quantity spellings."""
-    text = json.dumps(_normalize(content), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    """A short digest of slice content, canonical across quantity spellings. Compared within
+    one process only (never stored), so the encoding may change between versions: orjson's,
+    with sorted keys, costs a tenth of the standard library's (at a restart, every slice listed)."""
+    return hashlib.sha256(orjson.dumps(_normalize(content), option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]

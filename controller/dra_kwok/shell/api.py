@@ -290,11 +290,12 @@ class KubeApi:
 
     @contextlib.asynccontextmanager
     async def stream(
-        self, path: str, query: Mapping[str, str], timeout: float, metadata_only: bool = False
-    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        self, path: str, query: Mapping[str, str], timeout: float, metadata_only: bool = False, pace: float = 0.0
+    ) -> AsyncIterator[aiohttp.ClientResponse | PacedResponse]:
         """A streaming GET (a watch), outside the concurrency limit: it stays open for minutes.
         `metadata_only`: events carry PartialObjectMetadata (a Node's status heartbeat is then a
-        small event: no conditions, images or capacity to decode)."""
+        small event: no conditions, images or capacity to decode). `pace`: the body is read at
+        most once per `pace` seconds (`PacedResponse`)."""
         headers = {"Accept": METADATA if metadata_only else "application/json"}
         try:
             resp = await self._transport.open(
@@ -308,7 +309,7 @@ class KubeApi:
         if self.health is not None:
             self.health.record("watch", path, resp.status, resp.reason or "")
         try:
-            yield resp
+            yield PacedResponse(resp, pace) if pace > 0 else resp
         finally:
             resp.close()
 
@@ -356,3 +357,48 @@ def _message(body: bytes) -> str:
     except orjson.JSONDecodeError:
         return text[:500]
     return str(data.get("message") or text)[:2000] if isinstance(data, dict) else text[:500]
+
+
+class PacedContent:
+    """A watch body read at most once per `pace` seconds. Between reads the socket is left unread
+    (the transport paused), so the events that came meanwhile arrive as one socket read, one TLS
+    decryption, one HTTP parse and one wake-up of the reader, instead of one of each per event: at
+    thousands of heartbeating nodes, that fixed cost per read is most of the controller's idle CPU.
+    An event waits at most `pace` seconds longer; nothing is dropped (TCP holds it)."""
+
+    def __init__(self, resp: aiohttp.ClientResponse, pace: float) -> None:
+        self._resp = resp
+        self._pace = pace
+
+    async def iter_any(self) -> AsyncIterator[bytes]:
+        connection = self._resp.connection
+        transport = connection.transport if connection is not None else None
+        async for chunk in self._resp.content.iter_any():
+            yield chunk
+            if transport is None or transport.is_closing():
+                continue
+            transport.pause_reading()
+            try:
+                await asyncio.sleep(self._pace)
+            finally:
+                if not transport.is_closing():
+                    transport.resume_reading()
+
+
+class PacedResponse:
+    """A streaming response whose body is a `PacedContent`; what a watch reads of it."""
+
+    def __init__(self, resp: aiohttp.ClientResponse, pace: float) -> None:
+        self._resp = resp
+        self.content = PacedContent(resp, pace)
+
+    @property
+    def status(self) -> int:
+        return self._resp.status
+
+    @property
+    def reason(self) -> str | None:
+        return self._resp.reason
+
+    async def read(self) -> bytes:
+        return await self._resp.read()

@@ -27,6 +27,11 @@ CONFIG_RELOADS = Counter(
 )
 RESYNCS = Counter("dra_kwok_resyncs_total", "Periodic safety-net full resyncs.")
 WATCH_EVENTS = Counter("dra_kwok_watch_events_total", "Watch events received, by kind (node, slice).", ["kind"])
+WATCH_READS = Counter(
+    "dra_kwok_watch_reads_total",
+    "Reads of a watch's body, by kind: events / reads is how many events one read carried (--node-watch-pace).",
+    ["kind"],
+)
 READY = Gauge("dra_kwok_ready", "1 while /readyz says ready: the apiserver accepts the controller's requests.")
 NOT_READY = Gauge(
     "dra_kwok_not_ready",

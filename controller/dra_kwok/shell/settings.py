@@ -32,6 +32,7 @@ class Settings:
     concurrency: int = 32  # API requests in flight
     workers: int = 32  # nodes reconciled at once; as many as `concurrency`, so one-slice nodes can use it all
     resync_seconds: float = 300.0  # safety-net full resync; writes nothing when nothing differs
+    node_watch_pace: float = 0.2  # seconds between reads of the node watch (shell/api.py PacedContent)
     status_interval: float = 1.0  # overlay status is recomputed at most this often
     unready_after: float = 30.0  # seconds without an answer from the apiserver before /readyz fails
     kubernetes_version: str | None = None  # None: learned from the apiserver (/version and dry-run probes)

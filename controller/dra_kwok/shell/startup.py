@@ -38,7 +38,14 @@ def make_reflectors(
         # Nodes by their metadata alone: labels, annotations, uid and creation time are all that is
         # read of them, and most node events are status heartbeats.
         Reflector(
-            api, "node", NODES_PATH, on_node, functools.partial(missing, "node"), relisted=relisted, metadata_only=True
+            api,
+            "node",
+            NODES_PATH,
+            on_node,
+            functools.partial(missing, "node"),
+            relisted=relisted,
+            metadata_only=True,
+            pace=world.settings.node_watch_pace,
         ),
         Reflector(api, "slice", SLICES_PATH, on_slice, functools.partial(missing, "slice"), managed, relisted=relisted),
         Reflector(

@@ -81,7 +81,7 @@ class WatchApi(Protocol):
     ) -> AsyncIterator[tuple[list[dict[str, Any]], str]]: ...
 
     def stream(
-        self, path: str, query: Mapping[str, str], timeout: float, metadata_only: bool = False
+        self, path: str, query: Mapping[str, str], timeout: float, metadata_only: bool = False, pace: float = 0.0
     ) -> AbstractAsyncContextManager[WatchResponse]: ...
 
 
@@ -108,6 +108,7 @@ class Reflector:
         *,
         relisted: Callable[[], None] | None = None,
         metadata_only: bool = False,
+        pace: float = 0.0,
     ):
         self.api = api
         self.kind = kind
@@ -118,11 +119,13 @@ class Reflector:
         self.optional = optional
         self.relisted = relisted  # called after each complete listing but the first
         self.metadata_only = metadata_only  # objects as PartialObjectMetadata: for kinds read by metadata alone
+        self.pace = pace  # seconds between reads of the watch body (see `PacedContent`); 0: as events come
         self.listed_once = False  # a listing has completed: any later one follows a gap
         self.absent = False  # an optional kind the API answered 404 for at the last listing
         self.absent_poll = ABSENT_POLL
         self.resource_version = ""
         self.events_counter = metrics.WATCH_EVENTS.labels(kind=kind)  # looked up once, not per event
+        self.reads_counter = metrics.WATCH_READS.labels(kind=kind)
 
     def _deliver(self, event_type: str | None, obj: Mapping[str, Any]) -> None:
         try:
@@ -214,7 +217,7 @@ class Reflector:
         if self.label_selector:
             query["labelSelector"] = self.label_selector
         async with self.api.stream(
-            self.path, query, timeout=SERVER_TIMEOUT + 60, metadata_only=self.metadata_only
+            self.path, query, timeout=SERVER_TIMEOUT + 60, metadata_only=self.metadata_only, pace=self.pace
         ) as resp:
             if resp.status == 410:
                 raise Gone()
@@ -224,6 +227,7 @@ class Reflector:
                 raise api_error(resp.status, resp.reason or "", (await resp.read()).decode()[:500])
             buffer = b""
             async for chunk in resp.content.iter_any():
+                self.reads_counter.inc()
                 buffer += chunk
                 if b"\n" not in chunk:
                     continue

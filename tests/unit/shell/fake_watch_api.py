@@ -112,7 +112,7 @@ class FakeWatchApi:
 
     @contextlib.asynccontextmanager
     async def stream(
-        self, path: str, query: Mapping[str, str], timeout: float, metadata_only: bool = False
+        self, path: str, query: Mapping[str, str], timeout: float, metadata_only: bool = False, pace: float = 0.0
     ) -> AsyncIterator[FakeResponse]:
         self.calls.append(("watch", path, dict(query)))
         step = self._next(Stream)
