@@ -16,6 +16,7 @@ import asyncio
 import importlib.metadata
 import json
 import logging
+import math
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -384,6 +385,17 @@ def _port(text: str) -> int | None:
     return port or None
 
 
+def _pace(text: str) -> float:
+    """--node-watch-pace: seconds, 0 or more (a finite number)."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not 0 <= seconds < math.inf:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a pace: give seconds, 0 or more (e.g. 0.2; 0 for none)")
+    return seconds
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .shell.controller import run
 
@@ -624,11 +636,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--node-watch-pace",
-        type=float,
-        default=float(_env("NODE_WATCH_PACE", "0.2")),
-        help="seconds between reads of the node watch (default: 0.2): node events that come meanwhile are "
-        "read and decoded together, which at thousands of heartbeating nodes costs a fraction of reading "
-        "each alone; a node change waits at most this long. 0 reads each event as it comes",
+        type=_pace,
+        default=_env("NODE_WATCH_PACE", "0.2"),  # a string, so argparse checks it by `type` too
+        help="seconds the node watch is left unread after a read that changed nothing, e.g. status heartbeats "
+        "(default: 0.2): node events that come meanwhile are read and decoded together, which at thousands of "
+        "heartbeating nodes costs a fraction of reading each alone; after a read that changed a node, or a "
+        "large one, the next follows at once. A node change waits at most this long. 0 reads each event as "
+        "it comes",
     )
     run.add_argument(
         "--resync-seconds",

@@ -127,6 +127,27 @@ def test_ports_are_numbers_zero_for_off_or_auto() -> None:
             settings("--metrics-port", bad)
 
 
+def test_the_node_watch_pace_is_seconds_zero_or_more_from_the_flag_or_its_variable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert settings().node_watch_pace == 0.2
+    assert (
+        settings("--node-watch-pace", "0").node_watch_pace,
+        settings("--node-watch-pace", "1.5").node_watch_pace,
+    ) == (
+        0.0,
+        1.5,
+    )
+    for bad in ("-0.1", "nan", "inf", "fast"):
+        with pytest.raises(SystemExit):
+            settings("--node-watch-pace", bad)
+        assert f"{bad!r} is not a pace: give seconds, 0 or more" in capsys.readouterr().err
+    monkeypatch.setenv("DRA_KWOK_NODE_WATCH_PACE", "-1")  # a bad variable is refused as the flag is
+    with pytest.raises(SystemExit):
+        settings()
+    assert "'-1' is not a pace" in capsys.readouterr().err
+
+
 # --- validate and render ------------------------------------------------------------------------
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "examples"

@@ -17,6 +17,7 @@ import logging
 import random
 import ssl
 from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -290,12 +291,17 @@ class KubeApi:
 
     @contextlib.asynccontextmanager
     async def stream(
-        self, path: str, query: Mapping[str, str], timeout: float, metadata_only: bool = False, pace: float = 0.0
+        self,
+        path: str,
+        query: Mapping[str, str],
+        timeout: float,
+        metadata_only: bool = False,
+        pace: Pace | None = None,
     ) -> AsyncIterator[aiohttp.ClientResponse | PacedResponse]:
         """A streaming GET (a watch), outside the concurrency limit: it stays open for minutes.
         `metadata_only`: events carry PartialObjectMetadata (a Node's status heartbeat is then a
         small event: no conditions, images or capacity to decode). `pace`: the body is read at
-        most once per `pace` seconds (`PacedResponse`)."""
+        that pace (`PacedResponse`)."""
         headers = {"Accept": METADATA if metadata_only else "application/json"}
         try:
             resp = await self._transport.open(
@@ -309,7 +315,7 @@ class KubeApi:
         if self.health is not None:
             self.health.record("watch", path, resp.status, resp.reason or "")
         try:
-            yield PacedResponse(resp, pace) if pace > 0 else resp
+            yield PacedResponse(resp, pace) if pace is not None and pace.seconds > 0 else resp
         finally:
             resp.close()
 
@@ -359,14 +365,37 @@ def _message(body: bytes) -> str:
     return str(data.get("message") or text)[:2000] if isinstance(data, dict) else text[:500]
 
 
-class PacedContent:
-    """A watch body read at most once per `pace` seconds. Between reads the socket is left unread
-    (the transport paused), so the events that came meanwhile arrive as one socket read, one TLS
-    decryption, one HTTP parse and one wake-up of the reader, instead of one of each per event: at
-    thousands of heartbeating nodes, that fixed cost per read is most of the controller's idle CPU.
-    An event waits at most `pace` seconds longer; nothing is dropped (TCP holds it)."""
+# A read at least this large means the socket's receive buffer (128 KiB by Linux's default) was
+# filling during the pause: pausing again would soon block the apiserver's sending to us, and a
+# watcher that does not keep up delays the apiserver's delivery of the kind to every watcher.
+BACKLOG_BYTES = 64 * 1024
 
-    def __init__(self, resp: aiohttp.ClientResponse, pace: float) -> None:
+
+@dataclass
+class Pace:
+    """How a watch body is read: at most once per `seconds`, except that the next read follows at
+    once after a read that changed what is held (`read_on`, set by the reader: nodes created or
+    relabelled in a burst are handled as they come) or after a large one (a backlog). Only reads
+    that carried nothing to act on, such as status heartbeats, are followed by a pause."""
+
+    seconds: float
+    read_on: bool = False
+
+    def pause_after(self, read_bytes: int) -> float:
+        """Seconds to leave the socket unread after a read of `read_bytes` bytes."""
+        if self.read_on or read_bytes >= BACKLOG_BYTES:
+            return 0.0
+        return self.seconds
+
+
+class PacedContent:
+    """A watch body read at a `Pace`. During a pause the socket is left unread (the transport
+    paused), so the events that came meanwhile arrive as one socket read, one TLS decryption, one
+    HTTP parse and one wake-up of the reader, instead of one of each per event: at thousands of
+    heartbeating nodes, that fixed cost per read is most of the controller's idle CPU. An event
+    waits at most `pace.seconds` longer; nothing is dropped (TCP holds it)."""
+
+    def __init__(self, resp: aiohttp.ClientResponse, pace: Pace) -> None:
         self._resp = resp
         self._pace = pace
 
@@ -375,11 +404,12 @@ class PacedContent:
         transport = connection.transport if connection is not None else None
         async for chunk in self._resp.content.iter_any():
             yield chunk
-            if transport is None or transport.is_closing():
+            pause = self._pace.pause_after(len(chunk))  # asked after the reader handled the chunk
+            if pause <= 0 or transport is None or transport.is_closing():
                 continue
             transport.pause_reading()
             try:
-                await asyncio.sleep(self._pace)
+                await asyncio.sleep(pause)
             finally:
                 if not transport.is_closing():
                     transport.resume_reading()
@@ -388,7 +418,7 @@ class PacedContent:
 class PacedResponse:
     """A streaming response whose body is a `PacedContent`; what a watch reads of it."""
 
-    def __init__(self, resp: aiohttp.ClientResponse, pace: float) -> None:
+    def __init__(self, resp: aiohttp.ClientResponse, pace: Pace) -> None:
         self._resp = resp
         self.content = PacedContent(resp, pace)
 

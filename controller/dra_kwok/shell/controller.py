@@ -234,10 +234,12 @@ class Controller:
         if nodes and self.reconciler is not None:
             self.reconciler.mark(nodes)
 
-    def on_node(self, event_type: str | None, obj: Mapping[str, Any]) -> None:
-        """A Node event from its Reflector."""
-        self._mark(self.world.on_node(event_type, obj))
+    def on_node(self, event_type: str | None, obj: Mapping[str, Any]) -> bool:
+        """A Node event from its Reflector; whether it left a node to reconcile (a heartbeat does not)."""
+        nodes = self.world.on_node(event_type, obj)
+        self._mark(nodes)
         metrics.MANAGED_NODES.set(len(self.world.nodes))
+        return bool(nodes)
 
     def on_slice(self, event_type: str | None, obj: Mapping[str, Any]) -> None:
         """An event of one of our slices, from its Reflector."""

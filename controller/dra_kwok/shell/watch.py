@@ -39,11 +39,13 @@ from typing import Any, Protocol
 import orjson
 
 from . import metrics
-from .api import NotFound, api_error
+from .api import NotFound, Pace, api_error
 
 log = logging.getLogger("dra_kwok.watch")
 
-Handler = Callable[[str | None, Mapping[str, Any]], None]
+# (event type, object) -> True when the event changed what is held (a paced watch then reads on
+# without pausing: see `Pace`); None or False when it changed nothing or the handler does not say.
+Handler = Callable[[str | None, Mapping[str, Any]], bool | None]
 # (names listed, monotonic time the listing began) -> names held but gone: `World.missing`
 Missing = Callable[[Iterable[str], float], list[str]]
 SERVER_TIMEOUT = 600  # seconds the apiserver keeps one watch open
@@ -81,7 +83,12 @@ class WatchApi(Protocol):
     ) -> AsyncIterator[tuple[list[dict[str, Any]], str]]: ...
 
     def stream(
-        self, path: str, query: Mapping[str, str], timeout: float, metadata_only: bool = False, pace: float = 0.0
+        self,
+        path: str,
+        query: Mapping[str, str],
+        timeout: float,
+        metadata_only: bool = False,
+        pace: Pace | None = None,
     ) -> AbstractAsyncContextManager[WatchResponse]: ...
 
 
@@ -119,7 +126,8 @@ class Reflector:
         self.optional = optional
         self.relisted = relisted  # called after each complete listing but the first
         self.metadata_only = metadata_only  # objects as PartialObjectMetadata: for kinds read by metadata alone
-        self.pace = pace  # seconds between reads of the watch body (see `PacedContent`); 0: as events come
+        # the watch body read at most every `pace` seconds while events change nothing (`Pace`); 0: as they come
+        self.pace = Pace(pace) if pace > 0 else None
         self.listed_once = False  # a listing has completed: any later one follows a gap
         self.absent = False  # an optional kind the API answered 404 for at the last listing
         self.absent_poll = ABSENT_POLL
@@ -127,11 +135,13 @@ class Reflector:
         self.events_counter = metrics.WATCH_EVENTS.labels(kind=kind)  # looked up once, not per event
         self.reads_counter = metrics.WATCH_READS.labels(kind=kind)
 
-    def _deliver(self, event_type: str | None, obj: Mapping[str, Any]) -> None:
+    def _deliver(self, event_type: str | None, obj: Mapping[str, Any]) -> bool:
+        """The handler told of one event; whether it changed what is held."""
         try:
-            self.handler(event_type, obj)
+            return bool(self.handler(event_type, obj))
         except Exception:  # a bug in one event must not stop the watch
             log.exception("handling a %s event for %s %s failed", event_type, self.kind, _name(obj))
+            return True  # not known to have changed nothing
 
     async def list(self) -> None:
         """Lists the collection a page at a time (events of type None, as an initial listing), and
@@ -226,17 +236,24 @@ class Reflector:
             if resp.status != 200:
                 raise api_error(resp.status, resp.reason or "", (await resp.read()).decode()[:500])
             buffer = b""
+            pace = self.pace
             async for chunk in resp.content.iter_any():
                 self.reads_counter.inc()
                 buffer += chunk
                 if b"\n" not in chunk:
+                    if pace is not None:
+                        pace.read_on = True  # the rest of a long event: read it at once
                     continue
                 *lines, buffer = buffer.split(b"\n")
+                changed = False
                 for line in lines:
-                    if line.strip():
-                        self._event(orjson.loads(line))
+                    if line.strip() and self._event(orjson.loads(line)):
+                        changed = True
+                if pace is not None:
+                    pace.read_on = changed
 
-    def _event(self, event: Mapping[str, Any]) -> None:
+    def _event(self, event: Mapping[str, Any]) -> bool:
+        """One watch event handled; whether it changed what is held."""
         event_type = event.get("type")
         obj = event.get("object") or {}
         if event_type == "ERROR":
@@ -247,9 +264,9 @@ class Reflector:
         if rv:
             self.resource_version = rv
         if event_type == "BOOKMARK" or event_type not in ("ADDED", "MODIFIED", "DELETED"):
-            return
+            return False
         self.events_counter.inc()
-        self._deliver(event_type, obj)
+        return self._deliver(event_type, obj)
 
 
 def _name(obj: Mapping[str, Any]) -> str:

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from dra_kwok.shell.api import ApiError
+from dra_kwok.shell.api import ApiError, Pace
 
 Obj = dict[str, Any]
 
@@ -63,11 +63,18 @@ class Stream:
 
 @dataclass
 class FakeContent:
+    """The scripted chunks. With a `pace`, records after each chunk the pause a paced body
+    (`PacedContent`) would then take, read at the same moment: once the reader handled the chunk."""
+
     chunks: Sequence[bytes]
+    pace: Pace | None = None
+    pauses: list[float] = field(default_factory=list)
 
     async def _iter(self) -> AsyncIterator[bytes]:
         for chunk in self.chunks:
             yield chunk
+            if self.pace is not None:
+                self.pauses.append(self.pace.pause_after(len(chunk)))
 
     def iter_any(self) -> AsyncIterator[bytes]:
         return self._iter()
@@ -89,6 +96,7 @@ class FakeWatchApi:
     script: list[Listing | Stream]
     calls: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)  # (verb, path, query)
     open_streams: int = 0
+    contents: list[FakeContent] = field(default_factory=list)  # the body of each watch, in order
 
     def _next(self, kind: type[Listing] | type[Stream]) -> Listing | Stream:
         if not self.script:
@@ -112,14 +120,21 @@ class FakeWatchApi:
 
     @contextlib.asynccontextmanager
     async def stream(
-        self, path: str, query: Mapping[str, str], timeout: float, metadata_only: bool = False, pace: float = 0.0
+        self,
+        path: str,
+        query: Mapping[str, str],
+        timeout: float,
+        metadata_only: bool = False,
+        pace: Pace | None = None,
     ) -> AsyncIterator[FakeResponse]:
         self.calls.append(("watch", path, dict(query)))
         step = self._next(Stream)
         assert isinstance(step, Stream)
         self.open_streams += 1
+        content = FakeContent(step.chunks, pace)
+        self.contents.append(content)
         try:
-            yield FakeResponse(step.status, step.reason, FakeContent(step.chunks), step.body)
+            yield FakeResponse(step.status, step.reason, content, step.body)
         finally:
             self.open_streams -= 1
 

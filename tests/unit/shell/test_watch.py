@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from dra_kwok.shell import metrics, watch
-from dra_kwok.shell.api import NotFound, api_error
+from dra_kwok.shell.api import BACKLOG_BYTES, NotFound, Pace, api_error
 from dra_kwok.shell.watch import Reflector
 from tests.unit.shell.fake_watch_api import (
     FakeWatchApi,
@@ -126,6 +126,53 @@ def test_a_bookmark_moves_the_resource_version_without_a_delivery(sleeps: Sleeps
     assert watch_events("node") - before == 1
     assert api.watched_from() == ["10", "15"]
     assert r.resource_version == "15" and sleeps.delays == []
+
+
+def test_a_pace_pauses_only_after_reads_that_changed_nothing_and_were_small() -> None:
+    pace = Pace(0.2)
+    assert pace.pause_after(2_000) == 0.2  # heartbeats: the next read waits and takes what came meanwhile
+    assert pace.pause_after(BACKLOG_BYTES) == 0.0  # a backlog: pausing again would block the apiserver
+    pace.read_on = True
+    assert pace.pause_after(2_000) == 0.0  # a change: a burst of them is read as it comes
+
+
+def test_a_paced_watch_reads_on_after_a_change_or_half_an_event_and_pauses_after_heartbeats(sleeps: Sleeps) -> None:
+    """The handler says which events changed what is held; the Reflector tells the pace after each
+    read, before the body decides whether to pause (the fake records that decision)."""
+    rec, changing = Recorder(), {"new"}
+
+    def handle(event_type: str | None, o: dict[str, Any]) -> bool:
+        rec.handle(event_type, o)
+        return str(o["metadata"]["name"]) in changing
+
+    long_line = line("MODIFIED", "a", "14")
+    heartbeats = b"".join(line("MODIFIED", "a", str(20 + i)) for i in range(BACKLOG_BYTES // len(long_line) + 1))
+    chunks = [
+        line("MODIFIED", "a", "11"),  # a heartbeat: pause
+        line("MODIFIED", "a", "12") + line("ADDED", "new", "13"),  # a change among heartbeats: read on
+        long_line[:10],  # half an event: read on for the rest
+        long_line[10:],  # the rest, a heartbeat: pause
+        heartbeats,  # only heartbeats, but a backlog of them: read on
+    ]
+    api = FakeWatchApi([Listing([[obj("a", "3")]], "10"), Stream(chunks)])
+    r = Reflector(api, "node", NODES, handle, rec.missing, SELECTOR, pace=0.2)
+    run_to_end(r)
+    assert api.contents[0].pauses == [0.2, 0.0, 0.0, 0.2, 0.0]
+    assert rec.log[:5] == [(None, "a"), ("MODIFIED", "a"), ("MODIFIED", "a"), ("ADDED", "new"), ("MODIFIED", "a")]
+    assert len(rec.log) == 5 + heartbeats.count(b"\n")
+
+
+def test_an_unpaced_watch_passes_no_pace_and_a_failing_handler_counts_as_a_change(
+    sleeps: Sleeps, caplog: pytest.LogCaptureFixture
+) -> None:
+    api = FakeWatchApi([Listing([], "10"), Stream([line("ADDED", "b", "11")])])
+    rec = Recorder()
+    run_to_end(reflector(api, rec))
+    assert api.contents[0].pace is None and api.contents[0].pauses == []
+    rec = Recorder(raise_on={"b"})
+    api = FakeWatchApi([Listing([], "10"), Stream([line("ADDED", "b", "11")])])
+    run_to_end(Reflector(api, "node", NODES, rec.handle, rec.missing, SELECTOR, pace=0.2))
+    assert api.contents[0].pauses == [0.0]  # not known to have changed nothing: read on
 
 
 GONE_IN_STREAM = [Stream([line("ADDED", "c", "11"), error(410, "Expired", "too old resource version: 10")])]
