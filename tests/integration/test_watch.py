@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
+from collections.abc import Mapping
+from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
@@ -94,3 +97,42 @@ def test_paced_watch_loses_nothing_and_reads_many_events_at_once(cluster: Cluste
     for key in keys:
         cleanup.delete_later("node", f"watch-{tag}-{key}")
     asyncio.run(_paced_scenario(cluster, tag, keys))
+
+
+async def _read_on_scenario(cluster: Cluster, tag: str, keys: list[str]) -> float:
+    """A watch paced at 10 s whose handler says every event changed something: no read is then
+    followed by a pause, so all events arrive while the nodes are made (a single pause would
+    hold them for 10 s). Returns the seconds from the first creation to the last event."""
+    api = await admin_api(cluster)
+    rec, nodes = Recorder(), Nodes(api, tag)
+
+    def changed(event_type: str | None, obj: Mapping[str, Any]) -> bool:
+        rec.handle(event_type, obj)
+        return True
+
+    reflector = Reflector(api, "node", NODES_PATH, changed, rec.missing, f"{LABEL}={tag}", pace=10, metadata_only=True)
+    try:
+        await reflector.list()
+        task = asyncio.create_task(reflector.run())
+        started = time.monotonic()
+        for key in keys:
+            await nodes.create(key)
+            await nodes.label(key)
+        await rec.wait_for(*[("MODIFIED", nodes.name(k)) for k in keys])
+        elapsed = time.monotonic() - started
+        await stop(task)
+        assert list(dict.fromkeys(n for _, n in rec.labelled)) == [nodes.name(k) for k in keys], rec.labelled
+        return elapsed
+    finally:
+        await api.close()
+
+
+def test_a_paced_watch_reads_on_without_pausing_while_events_change_something(
+    cluster: Cluster, cleanup: Cleanup
+) -> None:
+    tag = secrets.token_hex(4)
+    keys = [f"r{i}" for i in range(8)]
+    for key in keys:
+        cleanup.delete_later("node", f"watch-{tag}-{key}")
+    elapsed = asyncio.run(_read_on_scenario(cluster, tag, keys))
+    assert elapsed < 10, f"{elapsed:.1f}s for the events of 8 nodes: a read was followed by the 10 s pause"
