@@ -39,7 +39,7 @@ async def _scenario(cluster: Cluster) -> None:
         await reflector.list()
         task = asyncio.create_task(reflector.run())
         await nodes.label("a")
-        await rec.wait_for(("MODIFIED", a))
+        await rec.wait_for_labelled(a)
         await stop(task)
         before = reflector.resource_version
 

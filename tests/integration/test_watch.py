@@ -76,7 +76,7 @@ async def _paced_scenario(cluster: Cluster, tag: str, keys: list[str]) -> None:
             await nodes.create(key)
             await nodes.label(key)
             await asyncio.sleep(0.02)
-        await rec.wait_for(*[("MODIFIED", nodes.name(k)) for k in keys])
+        await rec.wait_for_labelled(*[nodes.name(k) for k in keys])
         await stop(task)
         reads = _reads() - reads_before
         for key in keys:
@@ -118,7 +118,7 @@ async def _read_on_scenario(cluster: Cluster, tag: str, keys: list[str]) -> floa
         for key in keys:
             await nodes.create(key)
             await nodes.label(key)
-        await rec.wait_for(*[("MODIFIED", nodes.name(k)) for k in keys])
+        await rec.wait_for_labelled(*[nodes.name(k) for k in keys])
         elapsed = time.monotonic() - started
         await stop(task)
         assert list(dict.fromkeys(n for _, n in rec.labelled)) == [nodes.name(k) for k in keys], rec.labelled

@@ -4,7 +4,7 @@ hold them, and waits for expected ones."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from dra_kwok.shell.api import KubeApi, load_api_client
@@ -39,8 +39,17 @@ class Recorder:
         return sorted(n for n in self.held if n not in present)
 
     async def wait_for(self, *expected: tuple[str | None, str]) -> None:
+        """Until each (type, name) has been seen, by any event of that type: kwok's status
+        updates are MODIFIED events too, so a MODIFIED seen need not be the test's own change."""
+        await self._wait(lambda: all(e in self.events for e in expected), expected)
+
+    async def wait_for_labelled(self, *names: str) -> None:
+        """Until an event of each named node shows the label `extra` that `Nodes.label` sets."""
+        await self._wait(lambda: all(any(n == name for _, n in self.labelled) for name in names), names)
+
+    async def _wait(self, done: Callable[[], bool], expected: object) -> None:
         async def seen() -> None:
-            while not all(e in self.events for e in expected):
+            while not done():
                 self.changed.clear()
                 await self.changed.wait()
 
