@@ -199,6 +199,9 @@ def test_controller_started_while_the_apiserver_is_unreachable_becomes_ready_onc
         # Unreachable for 30 s, then reachable: ready within the time kopf takes to retry a startup
         # (60 s) and a full listing.
         container.wait_ready(timeout=150)
+        # Its first start failed at the version probe: the retried one must have learned the
+        # apiserver's version (0, the gauge's initial value, if it kept the built-in default).
+        assert container.metrics()["dra_kwok_kubernetes_minor"] == cluster.minor(), container.log()
         assert container.stop()["exit_code"] == 0, container.log()
     finally:
         if container is not None:

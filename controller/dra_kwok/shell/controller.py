@@ -59,6 +59,7 @@ class Controller:
         self.health = ApiHealth(settings.unready_after)
         self.endpoints = Endpoints(settings, self.health, lambda: self._mark(self.world.all_nodes()))
         self.api: KubeApi | None = None
+        self.target_learned = False  # the World's target is the apiserver's, not the default
         self.reconciler: Reconciler | None = None
         self.ready = False
         self.tasks: list[asyncio.Task[None]] = []
@@ -84,8 +85,11 @@ class Controller:
             client = await load_api_client(s.kubeconfig, s.concurrency + watches)
             self.api = KubeApi(client, s.concurrency, self.health)
             self.events.api = self.endpoints.api = self.api
-            # learned once, at the first start (a retried start keeps it)
+        if not self.target_learned:
+            # Learned once: a start retried after a later step keeps it, one retried because the
+            # apiserver could not be reached for it (a pod started before the network) learns it.
             self.world.target = await learn_target(self.api, s.kubernetes_version, s.feature_gates)
+            self.target_learned = True
         self.watches = make_reflectors(
             self.api, self.world, self.on_node, self.on_slice, self.on_overlay, self.on_relisted
         )
