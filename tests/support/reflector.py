@@ -45,7 +45,7 @@ class Recorder:
 
     async def wait_for_labelled(self, *names: str) -> None:
         """Until an event of each named node shows the label `extra` that `Nodes.label` sets."""
-        await self._wait(lambda: all(any(n == name for _, n in self.labelled) for name in names), names)
+        await self._wait(lambda: set(names) <= {n for _, n in self.labelled}, names)
 
     async def _wait(self, done: Callable[[], bool], expected: object) -> None:
         async def seen() -> None:
